@@ -1,0 +1,13 @@
+"""Names the worker, the workflow and the CLI must agree on."""
+
+from __future__ import annotations
+
+from typing import Final
+
+TASK_QUEUE: Final = "sluice"
+WORKFLOW_TYPE: Final = "Rollout"
+SIGNAL_PAUSE: Final = "pause"
+SIGNAL_RESUME: Final = "resume"
+SIGNAL_PROMOTE: Final = "promote"
+SIGNAL_ABORT: Final = "abort"
+QUERY_STATUS: Final = "status"

@@ -1,0 +1,380 @@
+"""The rollout spec: what a user writes in `rollout.yaml`, validated strictly (unknown fields are errors)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from contracts.durations import Duration, format_duration
+
+_SERVICE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_VERSION = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
+_METRIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def _service(value: str) -> str:
+    if not _SERVICE.match(value):
+        raise ValueError(
+            f"{value!r} is not a service name; use lowercase letters, digits and '-' "
+            "(at most 63, not starting or ending with '-'), e.g. 'checkout'"
+        )
+    return value
+
+
+def _safe_name(value: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise ValueError(
+            f"{value!r} may only contain letters, digits, '_', '.' and '-' "
+            "(it is sent to the router's runtime API, so spaces, ';' and newlines are refused)"
+        )
+    return value
+
+
+def _version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise ValueError(
+            f"{value!r} is not a version label; use letters, digits, '_', '.', '+' and '-', "
+            "e.g. 'v2' or '1.4.0'"
+        )
+    return value
+
+
+def _metric_name(value: str) -> str:
+    if not _METRIC_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a metric name; use lowercase letters, digits, '_', '.' and '-', "
+            "e.g. 'canary-5xx'"
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL, e.g. 'http://127.0.0.1:8080/healthz'")
+    return value
+
+
+def _admin_socket(value: str) -> str:
+    if value.startswith("/") or re.match(r"^[A-Za-z0-9_.-]+:\d{1,5}$", value):
+        return value
+    raise ValueError(
+        f"{value!r} is neither a unix socket path (starting with '/') nor host:port, "
+        "e.g. '/run/haproxy/admin.sock' or '127.0.0.1:9999'"
+    )
+
+
+ServiceName = Annotated[str, AfterValidator(_service)]
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+VersionLabel = Annotated[str, AfterValidator(_version)]
+MetricName = Annotated[str, AfterValidator(_metric_name)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Strict(BaseModel):
+    """Base for every spec model: unknown fields are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- routers -----------------------------------------------------------------------------
+
+
+class HAProxyRouter(_Strict):
+    """Two servers of one HAProxy backend, weighted through the runtime API."""
+
+    type: Literal["haproxy"]
+    admin_socket: Annotated[str, AfterValidator(_admin_socket)]
+    backend: SafeName
+    stable_server: SafeName
+    canary_server: SafeName
+    timeout: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _distinct_servers(self) -> HAProxyRouter:
+        if self.stable_server == self.canary_server:
+            raise ValueError(
+                "stable_server and canary_server are the same server; "
+                "name the two servers that run the old and the new version"
+            )
+        return self
+
+
+RouterSpec = Annotated[HAProxyRouter, Field(discriminator="type")]
+ROUTER_TYPES: tuple[str, ...] = ("haproxy",)
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+class PauseSpec(_Strict):
+    """`pause: 30s` bakes for a duration; `pause: {}` waits for an operator's resume or promote."""
+
+    duration: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"duration": data}
+        if data is None:
+            return {}
+        return data
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("a pause must last longer than 0s; use `pause: {}` to wait for a human")
+        return value
+
+
+class Step(_Strict):
+    """One step: exactly one of `set_weight` or `pause`."""
+
+    set_weight: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
+    pause: PauseSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(
+                "a step is a mapping with one key, e.g. `- set_weight: 10` or `- pause: 30s`"
+            )
+        if "pause" in data and data["pause"] is None and data.get("set_weight") is None:
+            data = {**data, "pause": {}}  # `- pause:` with nothing after it waits, like `pause: {}`
+        kinds = [k for k in ("set_weight", "pause") if data.get(k) is not None]
+        if len(kinds) > 1:
+            raise ValueError("a step has exactly one of set_weight or pause; split it into two steps")
+        if not kinds and not (set(data) - {"set_weight", "pause"}):
+            raise ValueError("empty step; write `- set_weight: N` or `- pause: 30s`")
+        return data
+
+    def describe(self) -> str:
+        """One line for timelines and the UI: `shift to 50%`, `bake 1m`, `wait for resume`."""
+        if self.set_weight is not None:
+            return f"shift to {self.set_weight}%"
+        assert self.pause is not None
+        if self.pause.duration is None:
+            return "wait for resume or promote"
+        return f"bake {format_duration(self.pause.duration)}"
+
+
+# --- analysis ----------------------------------------------------------------------------
+
+
+class _MetricBase(_Strict):
+    name: MetricName
+
+
+class HAProxyMetric(_MetricBase):
+    """The router's own counters for the new version's server, since its first weight > 0."""
+
+    provider: Literal["haproxy"]
+    measure: Literal["error_ratio"] = "error_ratio"
+    max: Annotated[float, Field(ge=0, le=1)]
+    min_requests: Annotated[int, Field(ge=1)] = 20
+
+
+class HttpMetric(_MetricBase):
+    """Synthetic GET requests sent by the engine; a 2xx or 3xx answer is a success."""
+
+    provider: Literal["http"]
+    url: HttpUrl
+    requests: Annotated[int, Field(ge=1, le=100)] = 5
+    min_success_ratio: Annotated[float, Field(ge=0, le=1)]
+    timeout: Duration = timedelta(seconds=2)
+
+
+class PrometheusMetric(_MetricBase):
+    """An instant PromQL query whose single value must stay within `min`/`max`."""
+
+    provider: Literal["prometheus"]
+    address: HttpUrl
+    query: Annotated[str, Field(min_length=1)]
+    max: float | None = None
+    min: float | None = None
+    timeout: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> PrometheusMetric:
+        if self.max is None and self.min is None:
+            raise ValueError(
+                "a prometheus metric needs a bound; add `max:` (fail above it) and/or `min:`"
+            )
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max}); nothing could pass")
+        return self
+
+
+MetricSpec = Annotated[HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")]
+PROVIDER_TYPES: tuple[str, ...] = ("haproxy", "http", "prometheus")
+
+
+class AnalysisSpec(_Strict):
+    """Metrics checked every `interval` from the first weight > 0 until the last step."""
+
+    interval: Duration = timedelta(seconds=5)
+    failure_limit: Annotated[int, Field(ge=0)] = 0
+    inconclusive_limit: Annotated[int, Field(ge=0)] = 6
+    on_inconclusive: Literal["rollback", "pause"] = "rollback"
+    metrics: Annotated[list[MetricSpec], Field(min_length=1)]
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=500):
+            raise ValueError("interval must be at least 500ms; each tick runs an activity")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, value: list[MetricSpec]) -> list[MetricSpec]:
+        seen: set[str] = set()
+        for metric in value:
+            if metric.name in seen:
+                raise ValueError(f"two metrics are named {metric.name!r}; names must be unique")
+            seen.add(metric.name)
+        return value
+
+
+# --- the spec ----------------------------------------------------------------------------
+
+
+class RolloutSpec(_Strict):
+    """A whole rollout: which service, which versions, where traffic is split, steps, analysis."""
+
+    service: ServiceName
+    version: VersionLabel
+    stable_version: VersionLabel | None = None
+    router: RouterSpec
+    steps: Annotated[list[Step], Field(min_length=1)]
+    analysis: AnalysisSpec | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        """At most one running rollout per service: the service names the workflow."""
+        return workflow_id_for(self.service)
+
+    def effective_steps(self) -> list[Step]:
+        """The steps as run: a final `set_weight: 100` is added when the spec does not end there."""
+        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
+        if not weights or weights[-1] != 100:
+            return [*self.steps, Step(set_weight=100)]
+        return list(self.steps)
+
+    def digest(self) -> str:
+        """A short stable hash of the spec, so a CI re-run can recognise its own rollout."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def workflow_id_for(service: str) -> str:
+    """`rollout-<service>`, the id of a service's rollout workflow."""
+    return f"rollout-{service}"
+
+
+# --- loading with readable errors ---------------------------------------------------------
+
+
+class SpecIssue(BaseModel):
+    """One problem in a spec: where (`steps[2].pause`) and what to do about it."""
+
+    path: str
+    message: str
+
+
+class SpecError(ValueError):
+    """A spec that must not start a rollout; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[SpecIssue], source: str = "spec") -> None:
+        self.issues = issues
+        self.source = source
+        lines = [f"{i.path}: {i.message}" if i.path else i.message for i in issues]
+        super().__init__(f"{source} is invalid:\n  " + "\n  ".join(lines))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """`('steps', 2, 'pause')` -> `steps[2].pause`, dropping pydantic's union-tag segments."""
+    out = ""
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        prev = parts[i - 1] if i else None
+        before = parts[i - 2] if i > 1 else None
+        if prev == "router" and part in ROUTER_TYPES:
+            continue
+        if isinstance(prev, int) and before == "metrics" and part in PROVIDER_TYPES:
+            continue
+        if part.startswith(("function-", "tagged-union")):
+            continue
+        out += f".{part}" if out else part
+    return out
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling against the spec reference (README, 'The spec')"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return (
+            f"unknown {ctx.get('discriminator', 'type').strip(chr(39))} {ctx.get('tag')!r}; "
+            f"expected one of {ctx.get('expected_tags')}"
+        )
+    if kind == "union_tag_not_found":
+        ctx = err.get("ctx", {})
+        return f"missing {ctx.get('discriminator', 'type')}; say which kind this is"
+    if kind in ("less_than_equal", "greater_than_equal") and err["loc"][-1] == "set_weight":
+        return f"weight {err['input']!r} is outside 0-100; a weight is the percent sent to the new version"
+    if kind == "too_short" and err["loc"][-1] in ("steps", "metrics"):
+        return f"no {err['loc'][-1]}; list at least one"
+    return msg
+
+
+def issues_from(error: ValidationError) -> list[SpecIssue]:
+    """Turn a pydantic error into spec issues with dotted paths and hints."""
+    return [SpecIssue(path=_path(e["loc"]), message=_message(e)) for e in error.errors()]
+
+
+def parse_spec(data: object, source: str = "spec") -> RolloutSpec:
+    """Validate an already-loaded mapping; raise SpecError listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            [SpecIssue(path="", message="a spec is a YAML mapping with service, version, router, steps")],
+            source,
+        )
+    try:
+        return RolloutSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(issues_from(err), source) from None
+
+
+def load_spec(text: str, source: str = "spec") -> RolloutSpec:
+    """Parse YAML text into a validated spec; raise SpecError (never a traceback-worthy error)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError([SpecIssue(path="", message=f"not valid YAML: {err}")], source) from None
+    return parse_spec(data, source)

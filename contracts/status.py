@@ -1,0 +1,107 @@
+"""What a rollout reports about itself: phase, weights, verdicts with numbers, operator actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Phase(StrEnum):
+    """Where a rollout is. The last four are final."""
+
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the rollout has ended, whatever the outcome."""
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED)
+
+
+class Verdict(StrEnum):
+    """One metric's judgement at one analysis tick. Too little data is never a pass."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class MetricVerdict(BaseModel):
+    """A metric's verdict with the numbers behind it and a one-line reason."""
+
+    metric: str
+    verdict: Verdict
+    value: float | None = None
+    bound: str = ""
+    detail: str
+    counts: dict[str, float] = Field(default_factory=dict)
+    at: datetime
+
+
+class Weights(BaseModel):
+    """Percent of requests on each version, as read back from the router."""
+
+    stable: int
+    canary: int
+
+
+OperatorActionKind = Literal["pause", "resume", "promote", "abort", "cancel"]
+
+
+class OperatorAction(BaseModel):
+    """A human (or the engine on `on_inconclusive: pause`) steering the rollout: who, why, when."""
+
+    action: OperatorActionKind
+    reason: str
+    by: str
+    at: datetime
+    step_index: int
+
+
+class AnalysisCounters(BaseModel):
+    """Tick counts that decide rollback: failing ticks (total) and inconclusive ones in a row."""
+
+    ticks: int = 0
+    failed_ticks: int = 0
+    consecutive_inconclusive: int = 0
+    started_at: datetime | None = None
+
+
+class RollbackState(BaseModel):
+    """Present once a rollback began; `last_error` says why it is stuck, if it is."""
+
+    reason: str
+    started_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+    verified_at: datetime | None = None
+
+
+class RolloutStatus(BaseModel):
+    """Everything `sluice status` and the `status` query show; also the workflow's result."""
+
+    service: str
+    version: str
+    stable_version: str | None = None
+    spec_digest: str
+    phase: Phase
+    message: str
+    step_index: int
+    step_count: int
+    step: str
+    weights: Weights | None = None
+    verdicts: list[MetricVerdict] = Field(default_factory=list)
+    analysis: AnalysisCounters = Field(default_factory=AnalysisCounters)
+    actions: list[OperatorAction] = Field(default_factory=list)
+    rollback: RollbackState | None = None
+    traffic_touched: bool = False
+    started_at: datetime
+    finished_at: datetime | None = None
