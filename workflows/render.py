@@ -1,0 +1,66 @@
+"""Markdown for the Temporal UI: the live current-details panel and the static details at start."""
+
+from __future__ import annotations
+
+from contracts.spec import RolloutSpec
+from contracts.status import RolloutStatus, Verdict
+
+_ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def current_details(status: RolloutStatus) -> str:
+    """The rollout as it is now: phase, step, weights, last verdicts, last operator action."""
+    versions = f"{status.stable_version or 'stable'} → **{status.version}**"
+    lines = [
+        f"### {status.service}: {versions} · **{status.phase.value}**",
+        "",
+        _cell(status.message),
+        "",
+        f"- step {status.step_index + 1}/{status.step_count}: {status.step}",
+    ]
+    if status.weights is not None:
+        lines.append(f"- weights: stable {status.weights.stable}% · new {status.weights.canary}%")
+    a = status.analysis
+    if a.ticks:
+        lines.append(
+            f"- analysis: {a.ticks} ticks, {a.failed_ticks} failed, "
+            f"{a.consecutive_inconclusive} inconclusive in a row"
+        )
+    if status.rollback is not None:
+        rb = status.rollback
+        state = "verified" if rb.verified_at else f"in progress, {rb.attempts} attempts"
+        lines.append(f"- rollback: {state}" + (f"; last error: {rb.last_error}" if rb.last_error else ""))
+    if status.verdicts:
+        lines += ["", "| metric | verdict | value | bound | why |", "|---|---|---|---|---|"]
+        for v in status.verdicts:
+            value = "" if v.value is None else f"{v.value:.4g}"
+            lines.append(
+                f"| {v.metric} | {_ICON[v.verdict]} | {value} | {_cell(v.bound)} | {_cell(v.detail)} |"
+            )
+    if status.actions:
+        last = status.actions[-1]
+        lines += ["", f"last action: **{last.action}** by {last.by}: {_cell(last.reason)}"]
+    return "\n".join(lines)
+
+
+def static_summary(spec: RolloutSpec) -> str:
+    """One line for the workflow list: `checkout: v1 → v2, 6 steps (haproxy be_checkout)`."""
+    steps = spec.effective_steps()
+    return (
+        f"{spec.service}: {spec.stable_version or 'stable'} → {spec.version}, "
+        f"{len(steps)} steps ({spec.router.type} {spec.router.backend})"
+    )
+
+
+def static_details(spec: RolloutSpec) -> str:
+    """The plan as Markdown: steps and metrics, fixed at start."""
+    lines = ["| # | step |", "|---|---|"]
+    lines += [f"| {i + 1} | {s.describe()} |" for i, s in enumerate(spec.effective_steps())]
+    if spec.analysis is not None:
+        lines += ["", f"analysis every {spec.analysis.interval.total_seconds():g}s:"]
+        lines += [f"- {m.name} ({m.provider})" for m in spec.analysis.metrics]
+    return "\n".join(lines)

@@ -1,0 +1,433 @@
+"""The rollout workflow: steps, bakes, operator signals, analysis ticks and the rollback compensation.
+
+Deterministic orchestration only; every side effect is an activity from `activities.rollout`.
+Traffic always ends at a verified split: 100% new after a promotion, 100% stable after any
+rollback (failed analysis, a step that failed for good, `abort`, or a Temporal cancel).
+Only `terminate` skips the compensation. Continue-as-new and bugs in this code never
+trigger it (see shared/DESIGN.md, "Temporal rules that bite").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.rollout import analyze, preflight, rollback_traffic, set_traffic
+    from contracts import errors, names
+    from contracts import search_attributes as sa
+    from contracts.calls import (
+        AnalyzeInput,
+        OperatorInput,
+        PreflightInput,
+        RollbackInput,
+        RolloutInput,
+        ServerCounters,
+        SetTrafficInput,
+        TrafficState,
+    )
+    from contracts.durations import format_duration
+    from contracts.spec import AnalysisSpec, RolloutSpec, Step
+    from contracts.status import (
+        MetricVerdict,
+        OperatorAction,
+        OperatorActionKind,
+        Phase,
+        RollbackState,
+        RolloutStatus,
+        Verdict,
+        Weights,
+    )
+    from workflows.judge import judge
+    from workflows.render import current_details
+
+ROUTER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
+)
+"""Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
+
+ROLLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
+)
+"""One round of rollback attempts; the workflow loops over rounds until traffic is back on stable,
+recording each stuck round in the status so it is visible while it lasts."""
+
+ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(milliseconds=200))
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name=names.WORKFLOW_TYPE)
+class RolloutWorkflow:
+    """One rollout of one service, identified by `rollout-<service>`."""
+
+    @workflow.init
+    def __init__(self, inp: RolloutInput) -> None:
+        self._spec: RolloutSpec = inp.spec
+        self._steps: list[Step] = inp.spec.effective_steps()
+        self._status = RolloutStatus(
+            service=inp.spec.service,
+            version=inp.spec.version,
+            stable_version=inp.spec.stable_version,
+            spec_digest=inp.spec_digest,
+            phase=Phase.PROGRESSING,
+            message="preflight: checking the router",
+            step_index=0,
+            step_count=len(self._steps),
+            step=self._steps[0].describe(),
+            started_at=workflow.now(),
+        )
+        self._operator_paused = False
+        self._promote_requested = False
+        self._waiting_at_step: int | None = None
+        self._released = False
+        self._stop: tuple[Phase, str] | None = None
+        self._baseline: ServerCounters | None = None
+        self._analysis_task: asyncio.Task[None] | None = None
+        self._published: dict[str, str | int] = {}
+
+    # --- entry point ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RolloutInput) -> RolloutStatus:
+        """Run the rollout to a final phase and return the final status."""
+        self._publish()
+        try:
+            state = await workflow.execute_activity(
+                preflight,
+                PreflightInput(router=self._spec.router),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="preflight: router answers, both servers exist",
+            )
+        except ActivityError as err:
+            return await self._finish(
+                Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {_cause(err)}"
+            )
+        self._record_weights(state)
+
+        try:
+            await self._run_steps()
+            if self._stop is None:
+                await self._stop_analysis()
+                return await self._finish(Phase.PROMOTED, self._promoted_message())
+        except BaseException as err:
+            # Compensate on a Temporal cancel (also during a timer) or a failure such as an
+            # activity that failed for good; never on continue-as-new or a bug in this code.
+            cancelled = isinstance(err, asyncio.CancelledError)
+            if not (cancelled or workflow.is_failure_exception(err)):
+                raise
+            if cancelled:
+                self._record_action("cancel", "Temporal cancel request", "temporal")
+                await self._compensate(Phase.ABORTED, "the workflow was cancelled")
+                raise
+            await self._compensate(Phase.ROLLED_BACK, f"a step failed for good: {_cause(err)}")
+            return self._status
+
+        assert self._stop is not None
+        phase, reason = self._stop
+        await self._compensate(phase, reason)
+        return self._status
+
+    # --- operator signals and the status query -------------------------------------------
+
+    @workflow.signal(name=names.SIGNAL_PAUSE)
+    def pause(self, inp: OperatorInput) -> None:
+        """Freeze progress at the current weight; analysis keeps running and can still roll back."""
+        if self._accepts("pause", inp):
+            self._operator_paused = True
+            self._publish()
+
+    @workflow.signal(name=names.SIGNAL_RESUME)
+    def resume(self, inp: OperatorInput) -> None:
+        """Continue after `pause`, or past a `pause: {}` step."""
+        if self._accepts("resume", inp):
+            self._operator_paused = False
+            if self._waiting_at_step is not None:
+                self._released = True
+            self._publish()
+
+    @workflow.signal(name=names.SIGNAL_PROMOTE)
+    def promote(self, inp: OperatorInput) -> None:
+        """Skip the remaining steps and send 100% to the new version."""
+        if self._accepts("promote", inp):
+            self._promote_requested = True
+            self._operator_paused = False
+            self._publish()
+
+    @workflow.signal(name=names.SIGNAL_ABORT)
+    def abort(self, inp: OperatorInput) -> None:
+        """Roll back to 100% stable now."""
+        if self._accepts("abort", inp):
+            reason = inp.reason or "no reason given"
+            self._stop = (Phase.ABORTED, f"aborted by {inp.by or 'an operator'}: {reason}")
+            self._publish()
+
+    @workflow.query(name=names.QUERY_STATUS)
+    def status(self) -> RolloutStatus:
+        """Phase, step, weights, last verdict of every metric, operator actions, rollback state."""
+        return self._status
+
+    def _accepts(self, action: OperatorActionKind, inp: OperatorInput) -> bool:
+        """Record an operator action; once the rollout is ending, steering has no effect."""
+        if self._status.phase.is_final or self._stop is not None or self._status.rollback:
+            return False
+        self._record_action(action, inp.reason, inp.by)
+        return True
+
+    def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
+        self._status.actions.append(
+            OperatorAction(
+                action=action,
+                reason=reason,
+                by=by or "unknown",
+                at=workflow.now(),
+                step_index=self._status.step_index,
+            )
+        )
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _interrupted(self) -> bool:
+        return self._stop is not None or self._promote_requested
+
+    async def _run_steps(self) -> None:
+        for index, step in enumerate(self._steps):
+            self._status.step_index = index
+            self._status.step = step.describe()
+            await self._hold_while_paused()
+            if self._interrupted():
+                break
+            self._status.message = f"step {index + 1}/{len(self._steps)}: {step.describe()}"
+            self._publish()
+            if step.set_weight is not None:
+                await self._shift(step.set_weight)
+            elif step.pause is not None and step.pause.duration is not None:
+                await self._bake(step.pause.duration)
+            else:
+                await self._wait_for_human(index)
+        if self._stop is None and self._promote_requested:
+            self._status.message = "promoted by an operator: shifting 100% to the new version"
+            self._status.step = "shift to 100% (promote)"
+            self._publish()
+        if self._stop is None and (self._status.weights is None or self._status.weights.canary != 100):
+            await self._shift(100)
+
+    async def _hold_while_paused(self) -> None:
+        if self._operator_paused and not self._interrupted():
+            self._publish()
+            await workflow.wait_condition(lambda: not self._operator_paused or self._interrupted())
+
+    async def _shift(self, weight: int) -> None:
+        self._status.traffic_touched = True
+        state = await workflow.execute_activity(
+            set_traffic,
+            SetTrafficInput(router=self._spec.router, canary_weight=weight),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ROUTER_RETRY,
+            # Wait for an in-flight change to finish before compensating, so a late
+            # "canary 50%" can never land after the rollback's "canary 0%".
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"shift to {weight}%",
+        )
+        self._record_weights(state)
+        if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
+            self._baseline = state.canary_counters
+            self._status.analysis.started_at = workflow.now()
+            self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
+
+    async def _bake(self, duration: timedelta) -> None:
+        """A durable timer that stops counting while paused and keeps its remaining time."""
+        remaining = duration
+        while remaining > timedelta(0) and not self._interrupted():
+            if self._operator_paused:
+                await self._hold_while_paused()
+                continue
+            started = workflow.now()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._operator_paused or self._interrupted(),
+                    timeout=remaining,
+                    timeout_summary=f"bake {format_duration(remaining)}",
+                )
+            except TimeoutError:
+                return
+            remaining -= workflow.now() - started
+            if self._operator_paused:
+                self._status.message = f"paused with {format_duration(remaining)} of the bake left"
+
+    async def _wait_for_human(self, index: int) -> None:
+        self._waiting_at_step = index
+        self._released = False
+        self._status.message = f"step {index + 1}: waiting for `sluice resume` or `sluice promote`"
+        self._publish()
+        try:
+            await workflow.wait_condition(lambda: self._released or self._interrupted())
+        finally:
+            self._waiting_at_step = None
+
+    # --- analysis -------------------------------------------------------------------------
+
+    async def _analysis_loop(self, spec: AnalysisSpec) -> None:
+        """Every `interval` from the first weight > 0: one activity measures all metrics."""
+        interval = format_duration(spec.interval)
+        while self._stop is None:
+            await workflow.sleep(spec.interval, summary=f"next analysis in {interval}")
+            try:
+                result = await workflow.execute_activity(
+                    analyze,
+                    AnalyzeInput(
+                        service=self._spec.service,
+                        version=self._spec.version,
+                        stable_version=self._spec.stable_version,
+                        router=self._spec.router,
+                        metrics=spec.metrics,
+                        baseline=self._baseline,
+                        since=self._status.analysis.started_at,
+                    ),
+                    start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
+                    retry_policy=ANALYSIS_RETRY,
+                    summary=f"analysis #{self._status.analysis.ticks + 1}",
+                )
+                verdicts = result.verdicts
+            except ActivityError as err:
+                verdicts = [_unmeasured(m.name, _cause(err)) for m in spec.metrics]
+            if self._stop is not None or self._status.phase.is_final:
+                return
+            self._status.verdicts = verdicts
+            self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
+            if decision.action == "rollback":
+                self._stop = (Phase.ROLLED_BACK, decision.reason)
+            elif decision.action == "pause" and not self._operator_paused:
+                self._record_action("pause", decision.reason, "sluice")
+                self._operator_paused = True
+            self._publish()
+
+    async def _stop_analysis(self) -> None:
+        task, self._analysis_task = self._analysis_task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    # --- compensation and the end -----------------------------------------------------------
+
+    async def _compensate(self, phase: Phase, reason: str) -> None:
+        """Put 100% on stable and verify it; retry in rounds until it works, saying so loudly."""
+        await self._stop_analysis()
+        if not self._status.traffic_touched:
+            await self._finish(phase, f"{reason}; traffic was never shifted, nothing to roll back")
+            return
+        self._status.rollback = RollbackState(reason=reason, started_at=workflow.now())
+        self._status.phase = Phase.ROLLING_BACK
+        self._status.message = f"rolling back to 100% stable: {reason}"
+        self._publish()
+        while True:
+            try:
+                state = await workflow.execute_activity(
+                    rollback_traffic,
+                    RollbackInput(router=self._spec.router, reason=reason),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ROLLBACK_RETRY,
+                    summary="roll back to 100% stable",
+                )
+            except ActivityError as err:
+                self._status.rollback.attempts += ROLLBACK_RETRY.maximum_attempts
+                self._status.rollback.last_error = _cause(err)
+                if _non_retryable(err):
+                    await self._finish(
+                        Phase.FAILED,
+                        "ROLLBACK FAILED, traffic may still reach the new version: "
+                        f"{_cause(err)}. Fix the router and put 100% on stable by hand.",
+                    )
+                    raise ApplicationError(
+                        f"rollback of {self._spec.service} could not complete: {_cause(err)}",
+                        type="RollbackFailed",
+                        non_retryable=True,
+                    ) from err
+                self._status.message = (
+                    f"ROLLBACK STUCK after {self._status.rollback.attempts} attempts, still "
+                    f"retrying: {_cause(err)}"
+                )
+                self._publish()
+                continue
+            self._status.rollback.attempts += 1
+            self._status.rollback.verified_at = workflow.now()
+            self._record_weights(state)
+            break
+        await self._finish(phase, f"{reason}; 100% of traffic is back on stable (verified)")
+
+    async def _finish(self, phase: Phase, message: str) -> RolloutStatus:
+        self._status.phase = phase
+        self._status.message = message
+        self._status.finished_at = workflow.now()
+        self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    def _promoted_message(self) -> str:
+        how = "promoted by an operator" if self._promote_requested else "all steps passed"
+        return f"{how}; 100% of traffic is on {self._spec.version} (verified)"
+
+    # --- visibility -------------------------------------------------------------------------
+
+    def _record_weights(self, state: TrafficState) -> None:
+        self._status.weights = Weights(stable=state.stable_weight, canary=state.canary_weight)
+        self._publish()
+
+    def _current_phase(self) -> Phase:
+        if self._status.phase.is_final or self._status.phase is Phase.ROLLING_BACK:
+            return self._status.phase
+        if self._operator_paused or self._waiting_at_step is not None:
+            return Phase.PAUSED
+        return Phase.PROGRESSING
+
+    def _publish(self) -> None:
+        """Refresh the phase, the UI's current-details panel and changed search attributes."""
+        self._status.phase = self._current_phase()
+        weight = self._status.weights.canary if self._status.weights else 0
+        wanted: dict[str, str | int] = {sa.PHASE.name: self._status.phase.value, sa.WEIGHT.name: weight}
+        # Only keep up attributes the starter set: a server without them registered (the
+        # time-skipping test server) would fail the workflow task on an upsert.
+        if wanted != self._published and sa.PHASE in workflow.info().typed_search_attributes:
+            self._published = wanted
+            workflow.upsert_search_attributes(
+                [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]
+            )
+        workflow.set_current_details(current_details(self._status))
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost message of a Temporal failure chain, capped to keep payloads small."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _non_retryable(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def _unmeasured(metric: str, why: str) -> MetricVerdict:
+    return MetricVerdict(
+        metric=metric,
+        verdict=Verdict.INCONCLUSIVE,
+        detail=f"could not measure: {why}",
+        at=workflow.now(),
+    )
