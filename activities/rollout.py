@@ -38,7 +38,8 @@ async def set_traffic(inp: SetTrafficInput) -> TrafficState:
 async def rollback_traffic(inp: RollbackInput) -> TrafficState:
     """Put 100% of traffic on stable and verify it by reading the weights back."""
     activity.logger.warning("rolling back to 100%% stable: %s", inp.reason)
-    return await router_for(inp.router).set_weights(0)
+    state = await router_for(inp.router).set_weights(0)
+    return state.model_copy(update={"attempt": activity.info().attempt})
 
 
 @activity.defn(name="analyze")

@@ -39,6 +39,8 @@ class TrafficState(BaseModel):
     canary_weight: int
     canary_counters: ServerCounters | None = None
     detail: str = ""
+    attempt: int = 1
+    """Which attempt of the activity produced this state (the rollback reports it)."""
 
 
 class PreflightInput(BaseModel):

@@ -242,6 +242,11 @@ class RolloutWorkflow:
             summary=f"shift to {weight}%",
         )
         self._record_weights(state)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The shift finished instead of being cancelled, which swallows the cancel
+            # request; re-raise it so the compensation still runs.
+            raise asyncio.CancelledError()
         if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
             self._baseline = state.canary_counters
             self._status.analysis.started_at = workflow.now()
@@ -365,7 +370,7 @@ class RolloutWorkflow:
                 )
                 self._publish()
                 continue
-            self._status.rollback.attempts += 1
+            self._status.rollback.attempts += state.attempt
             self._status.rollback.verified_at = workflow.now()
             self._record_weights(state)
             break
