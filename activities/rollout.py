@@ -7,6 +7,8 @@ wrong through `ApplicationError.type` (see `contracts.errors`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 
@@ -49,4 +51,5 @@ async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
     return AnalyzeResult(verdicts=list(verdicts))
 
 
-ALL_ACTIVITIES = [preflight, set_traffic, rollback_traffic, analyze]
+ALL_ACTIVITIES: list[Callable[..., Any]] = [preflight, set_traffic, rollback_traffic, analyze]
+"""Every activity the worker registers."""

@@ -26,6 +26,8 @@ def parse_duration(value: object) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value} has no unit; write {value}s or {value}m ({DURATION_HINT})")
     if not isinstance(value, str):
         raise ValueError(f"expected a duration string, got {type(value).__name__}; {DURATION_HINT}")
     text = value.strip()
@@ -54,8 +56,10 @@ def format_duration(value: timedelta) -> str:
     seconds = total_ms // 1000
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (
-        f"{secs}s" if secs else ""
+    return (
+        (f"{hours}h" if hours else "")
+        + (f"{minutes}m" if minutes else "")
+        + (f"{secs}s" if secs else "")
     )
 
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from contracts.durations import Duration, format_duration
+from contracts.durations import Duration, format_duration, parse_duration
 
 _SERVICE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -130,7 +130,8 @@ class PauseSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, str):
+        if isinstance(data, str | int | float) and not isinstance(data, bool):
+            parse_duration(data)  # report a bad shorthand at `steps[i].pause`, with the hint
             return {"duration": data}
         if data is None:
             return {}
@@ -140,7 +141,9 @@ class PauseSpec(_Strict):
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise ValueError("a pause must last longer than 0s; use `pause: {}` to wait for a human")
+            raise ValueError(
+                "a pause must last longer than 0s; use `pause: {}` to wait for a human"
+            )
         return value
 
 
@@ -161,7 +164,9 @@ class Step(_Strict):
             data = {**data, "pause": {}}  # `- pause:` with nothing after it waits, like `pause: {}`
         kinds = [k for k in ("set_weight", "pause") if data.get(k) is not None]
         if len(kinds) > 1:
-            raise ValueError("a step has exactly one of set_weight or pause; split it into two steps")
+            raise ValueError(
+                "a step has exactly one of set_weight or pause; split it into two steps"
+            )
         if not kinds and not (set(data) - {"set_weight", "pause"}):
             raise ValueError("empty step; write `- set_weight: N` or `- pause: 30s`")
         return data
@@ -223,7 +228,9 @@ class PrometheusMetric(_MetricBase):
         return self
 
 
-MetricSpec = Annotated[HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")]
+MetricSpec = Annotated[
+    HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")
+]
 PROVIDER_TYPES: tuple[str, ...] = ("haproxy", "http", "prometheus")
 
 
@@ -362,7 +369,11 @@ def parse_spec(data: object, source: str = "spec") -> RolloutSpec:
     """Validate an already-loaded mapping; raise SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError(
-            [SpecIssue(path="", message="a spec is a YAML mapping with service, version, router, steps")],
+            [
+                SpecIssue(
+                    path="", message="a spec is a YAML mapping with service, version, router, steps"
+                )
+            ],
             source,
         )
     try:

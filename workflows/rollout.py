@@ -204,6 +204,8 @@ class RolloutWorkflow:
 
     async def _run_steps(self) -> None:
         for index, step in enumerate(self._steps):
+            if self._interrupted():
+                break
             self._status.step_index = index
             self._status.step = step.describe()
             await self._hold_while_paused()
@@ -221,7 +223,9 @@ class RolloutWorkflow:
             self._status.message = "promoted by an operator: shifting 100% to the new version"
             self._status.step = "shift to 100% (promote)"
             self._publish()
-        if self._stop is None and (self._status.weights is None or self._status.weights.canary != 100):
+        if self._stop is None and (
+            self._status.weights is None or self._status.weights.canary != 100
+        ):
             await self._shift(100)
 
     async def _hold_while_paused(self) -> None:
@@ -405,10 +409,16 @@ class RolloutWorkflow:
         """Refresh the phase, the UI's current-details panel and changed search attributes."""
         self._status.phase = self._current_phase()
         weight = self._status.weights.canary if self._status.weights else 0
-        wanted: dict[str, str | int] = {sa.PHASE.name: self._status.phase.value, sa.WEIGHT.name: weight}
+        wanted: dict[str, str | int] = {
+            sa.PHASE.name: self._status.phase.value,
+            sa.WEIGHT.name: weight,
+        }
         # Only keep up attributes the starter set: a server without them registered (the
         # time-skipping test server) would fail the workflow task on an upsert.
-        if wanted != self._published and sa.PHASE in workflow.info().typed_search_attributes:
+        if (
+            wanted != self._published
+            and workflow.info().typed_search_attributes.get(sa.PHASE) is not None
+        ):
             self._published = wanted
             workflow.upsert_search_attributes(
                 [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]
