@@ -44,7 +44,9 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger("sluice.worker").info(
-        "worker polling task queue %r on %s", worker.task_queue, client.service_client.config.target_host
+        "worker polling task queue %r on %s",
+        worker.task_queue,
+        client.service_client.config.target_host,
     )
     async with worker:
         await stop.wait()

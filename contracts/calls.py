@@ -64,7 +64,10 @@ class RollbackInput(BaseModel):
 
 
 class AnalyzeInput(BaseModel):
-    """One analysis tick over every metric; `baseline` is the new version's counters at its first weight > 0."""
+    """One analysis tick over every metric.
+
+    `baseline` is the new version's counters at its first weight > 0.
+    """
 
     service: str
     version: str

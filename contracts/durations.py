@@ -56,11 +56,7 @@ def format_duration(value: timedelta) -> str:
     seconds = total_ms // 1000
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    return (
-        (f"{hours}h" if hours else "")
-        + (f"{minutes}m" if minutes else "")
-        + (f"{secs}s" if secs else "")
-    )
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
 
 
 Duration = Annotated[

@@ -141,9 +141,7 @@ class PauseSpec(_Strict):
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise ValueError(
-                "a pause must last longer than 0s; use `pause: {}` to wait for a human"
-            )
+            raise ValueError("a pause must last longer than 0s; use `pause: {}` to wait for a human")
         return value
 
 
@@ -157,16 +155,12 @@ class Step(_Strict):
     @classmethod
     def _exactly_one(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise ValueError(
-                "a step is a mapping with one key, e.g. `- set_weight: 10` or `- pause: 30s`"
-            )
+            raise ValueError("a step is a mapping with one key, e.g. `- set_weight: 10` or `- pause: 30s`")
         if "pause" in data and data["pause"] is None and data.get("set_weight") is None:
             data = {**data, "pause": {}}  # `- pause:` with nothing after it waits, like `pause: {}`
         kinds = [k for k in ("set_weight", "pause") if data.get(k) is not None]
         if len(kinds) > 1:
-            raise ValueError(
-                "a step has exactly one of set_weight or pause; split it into two steps"
-            )
+            raise ValueError("a step has exactly one of set_weight or pause; split it into two steps")
         if not kinds and not (set(data) - {"set_weight", "pause"}):
             raise ValueError("empty step; write `- set_weight: N` or `- pause: 30s`")
         return data
@@ -220,17 +214,13 @@ class PrometheusMetric(_MetricBase):
     @model_validator(mode="after")
     def _has_bound(self) -> PrometheusMetric:
         if self.max is None and self.min is None:
-            raise ValueError(
-                "a prometheus metric needs a bound; add `max:` (fail above it) and/or `min:`"
-            )
+            raise ValueError("a prometheus metric needs a bound; add `max:` (fail above it) and/or `min:`")
         if self.max is not None and self.min is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max}); nothing could pass")
         return self
 
 
-MetricSpec = Annotated[
-    HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")
-]
+MetricSpec = Annotated[HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")]
 PROVIDER_TYPES: tuple[str, ...] = ("haproxy", "http", "prometheus")
 
 
@@ -369,11 +359,7 @@ def parse_spec(data: object, source: str = "spec") -> RolloutSpec:
     """Validate an already-loaded mapping; raise SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError(
-            [
-                SpecIssue(
-                    path="", message="a spec is a YAML mapping with service, version, router, steps"
-                )
-            ],
+            [SpecIssue(path="", message="a spec is a YAML mapping with service, version, router, steps")],
             source,
         )
     try:

@@ -26,9 +26,7 @@ def temporal_binary() -> str:
     return found
 
 
-def dev_server_argv(
-    port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1"
-) -> list[str]:
+def dev_server_argv(port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1") -> list[str]:
     """`temporal server start-dev` with the Web UI and every Sluice search attribute registered."""
     argv = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port)]
     argv += ["--ui-port", str(ui_port), "--log-level", "warn"]

@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", "check a rollout spec; print every problem with its field path"),
         ("plan", "show the steps as a timeline with the shortest total duration"),
     ):
-        add(name, text).add_argument(
-            "-f", "--file", required=True, help="spec file, or - for stdin"
-        )
+        add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
 
     p = add("start", "start the rollout a spec describes (or attach to the same one running)")
     p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
@@ -103,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, text) in SIGNALS.items():
         p = add(name, f"{text}; send the `{name}` signal to a running rollout")
         p.add_argument("service", type=_service)
-        p.add_argument(
-            "--reason", "-r", required=True, help="why (recorded in the rollout's status)"
-        )
+        p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
         p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
 
     p = add("dev", "run a local Temporal dev server with Sluice's search attributes", False)
@@ -220,9 +216,7 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     return await rollouts.signal(t, args.service, signal_name, operator, console)
 
 
-ASYNC_COMMANDS: dict[
-    str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]
-] = {
+ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {
     "start": cmd_start,
     "status": cmd_status,
     "list": cmd_list,

@@ -29,9 +29,7 @@ def temporal_binary() -> str:
     return found
 
 
-def dev_command(
-    binary: str, ip: str, port: int, ui_port: int, db_filename: str | None
-) -> list[str]:
+def dev_command(binary: str, ip: str, port: int, ui_port: int, db_filename: str | None) -> list[str]:
     """The `temporal server start-dev` command line, search attributes registered."""
     cmd = [
         binary,

@@ -46,9 +46,7 @@ class Plan:
     @property
     def analysis_from(self) -> int | None:
         """0-based index of the first step with a weight above 0, where analysis starts."""
-        return next(
-            (e.index for e in self.entries if e.kind == "set_weight" and e.weight > 0), None
-        )
+        return next((e.index for e in self.entries if e.kind == "set_weight" and e.weight > 0), None)
 
 
 def build_plan(spec: RolloutSpec) -> Plan:
@@ -168,8 +166,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "inconclusive_limit": a.inconclusive_limit,
             "on_inconclusive": a.on_inconclusive,
             "metrics": [
-                {"name": m.name, "provider": m.provider, "passes_when": pass_rule(m)}
-                for m in a.metrics
+                {"name": m.name, "provider": m.provider, "passes_when": pass_rule(m)} for m in a.metrics
             ],
         }
     return {

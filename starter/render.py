@@ -117,9 +117,7 @@ def render_plan(plan: Plan) -> list[str]:
 # --- status ---------------------------------------------------------------------------------
 
 
-def render_status(
-    status: RolloutStatus, ui_link: str | None = None, note: str | None = None
-) -> list[str]:
+def render_status(status: RolloutStatus, ui_link: str | None = None, note: str | None = None) -> list[str]:
     """`note` is what Temporal knows and the status cannot say (e.g. it was terminated)."""
     s = status
     lines = [

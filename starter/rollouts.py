@@ -90,9 +90,7 @@ class Temporal:
                 "Set TEMPORAL_NAMESPACE.",
                 ExitCode.UNAVAILABLE,
             )
-        return CliError(
-            f"Temporal at {self.address} could not {doing}: {err.message}", ExitCode.UNAVAILABLE
-        )
+        return CliError(f"Temporal at {self.address} could not {doing}: {err.message}", ExitCode.UNAVAILABLE)
 
 
 def unreachable(address: str, reason: str) -> CliError:
@@ -280,14 +278,10 @@ async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> Ro
                     ExitCode.UNAVAILABLE,
                 ) from None
             raise t.rpc_error(err, f"start {spec.workflow_id}") from None
-    raise CliError(
-        f"{spec.workflow_id} keeps starting and ending under us; try again.", ExitCode.UNAVAILABLE
-    )
+    raise CliError(f"{spec.workflow_id} keeps starting and ending under us; try again.", ExitCode.UNAVAILABLE)
 
 
-async def _attach(
-    t: Temporal, spec: RolloutSpec, digest: str, console: Console
-) -> RolloutHandle | None:
+async def _attach(t: Temporal, spec: RolloutSpec, digest: str, console: Console) -> RolloutHandle | None:
     """The running rollout if it is this very spec; None if it just ended; else exit 4."""
     desc = await describe(t, spec.service)
     if not is_running(desc):
@@ -349,9 +343,7 @@ async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Cons
             await asyncio.wait({result}, timeout=POLL_INTERVAL)
     except asyncio.CancelledError:
         result.cancel()
-        console.warn(
-            f"stopped watching; the rollout goes on. Follow it with `sluice status {service}`."
-        )
+        console.warn(f"stopped watching; the rollout goes on. Follow it with `sluice status {service}`.")
         raise
     try:
         final: RolloutStatus = result.result()
@@ -463,9 +455,7 @@ async def signal(
                 after = now
                 handled = len(now.actions) > len(before.actions) or now.phase != before.phase
     if after is None:
-        console.say(
-            f"no worker answered the status query; the signal waits for one ({NO_WORKER_HINT})"
-        )
+        console.say(f"no worker answered the status query; the signal waits for one ({NO_WORKER_HINT})")
     elif handled:
         console.say(
             f"phase now {after.phase.value} at step "

@@ -49,21 +49,15 @@ def judge(
             update={"ticks": ticks, "failed_ticks": failed, "consecutive_inconclusive": 0}
         )
         if failed > spec.failure_limit:
-            culprits = "; ".join(
-                f"{v.metric}: {v.detail}" for v in verdicts if v.verdict is Verdict.FAIL
-            )
+            culprits = "; ".join(f"{v.metric}: {v.detail}" for v in verdicts if v.verdict is Verdict.FAIL)
             return new, Decision("rollback", f"analysis failed ({culprits})")
         return new, CONTINUE
     if outcome is Verdict.INCONCLUSIVE:
         run = counters.consecutive_inconclusive + 1
         if run > spec.inconclusive_limit:
-            why = "; ".join(
-                f"{v.metric}: {v.detail}" for v in verdicts if v.verdict is Verdict.INCONCLUSIVE
-            )
+            why = "; ".join(f"{v.metric}: {v.detail}" for v in verdicts if v.verdict is Verdict.INCONCLUSIVE)
             reason = f"{run} inconclusive analysis ticks in a row ({why})"
             reset = counters.model_copy(update={"ticks": ticks, "consecutive_inconclusive": 0})
             return reset, Decision(spec.on_inconclusive, reason)
-        return counters.model_copy(
-            update={"ticks": ticks, "consecutive_inconclusive": run}
-        ), CONTINUE
+        return counters.model_copy(update={"ticks": ticks, "consecutive_inconclusive": run}), CONTINUE
     return counters.model_copy(update={"ticks": ticks, "consecutive_inconclusive": 0}), CONTINUE

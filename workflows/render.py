@@ -33,9 +33,7 @@ def current_details(status: RolloutStatus) -> str:
     if status.rollback is not None:
         rb = status.rollback
         state = "verified" if rb.verified_at else f"in progress, {rb.attempts} attempts"
-        lines.append(
-            f"- rollback: {state}" + (f"; last error: {rb.last_error}" if rb.last_error else "")
-        )
+        lines.append(f"- rollback: {state}" + (f"; last error: {rb.last_error}" if rb.last_error else ""))
     if status.verdicts:
         lines += ["", "| metric | verdict | value | bound | why |", "|---|---|---|---|---|"]
         for v in status.verdicts:

@@ -1,4 +1,4 @@
-"""The rollout workflow: steps, bakes, operator signals, analysis ticks and the rollback compensation.
+"""The rollout workflow: steps, bakes, operator signals, analysis ticks, the rollback compensation.
 
 Deterministic orchestration only; every side effect is an activity from `activities.rollout`.
 Traffic always ends at a verified split: 100% new after a promotion, 100% stable after any
@@ -10,6 +10,7 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -223,9 +224,7 @@ class RolloutWorkflow:
             self._status.message = "promoted by an operator: shifting 100% to the new version"
             self._status.step = "shift to 100% (promote)"
             self._publish()
-        if self._stop is None and (
-            self._status.weights is None or self._status.weights.canary != 100
-        ):
+        if self._stop is None and (self._status.weights is None or self._status.weights.canary != 100):
             await self._shift(100)
 
     async def _hold_while_paused(self) -> None:
@@ -328,10 +327,8 @@ class RolloutWorkflow:
         if task is None or task.done():
             return
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     # --- compensation and the end -----------------------------------------------------------
 
@@ -415,10 +412,7 @@ class RolloutWorkflow:
         }
         # Only keep up attributes the starter set: a server without them registered (the
         # time-skipping test server) would fail the workflow task on an upsert.
-        if (
-            wanted != self._published
-            and workflow.info().typed_search_attributes.get(sa.PHASE) is not None
-        ):
+        if wanted != self._published and workflow.info().typed_search_attributes.get(sa.PHASE) is not None:
             self._published = wanted
             workflow.upsert_search_attributes(
                 [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]

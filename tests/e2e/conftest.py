@@ -1,4 +1,4 @@
-"""The whole local stack, real processes only: Temporal dev server, `python worker.py`, HAProxy, two demo versions."""
+"""The whole local stack, real processes only: dev server, `python worker.py`, HAProxy, two demos."""
 
 from __future__ import annotations
 
@@ -77,7 +77,11 @@ class Stack:
         env = {**os.environ, **self.server.env()}
         return subprocess.run(
             [sys.executable, "-m", "starter.cli", *args],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=timeout,
         )
 
     def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +90,9 @@ class Stack:
 
         return subprocess.run(
             [temporal_binary(), *args, "--address", self.server.address],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
 

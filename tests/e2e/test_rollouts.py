@@ -56,14 +56,21 @@ def start(stack: Stack, spec: Path, *extra: str) -> subprocess.CompletedProcess[
     return done
 
 
-def test_healthy_rollout_is_promoted_with_weights_checked_by_real_requests(stack: Stack, worker: ManagedProcess) -> None:
+def test_healthy_rollout_is_promoted_with_weights_checked_by_real_requests(
+    stack: Stack, worker: ManagedProcess
+) -> None:
     spec = stack.spec(
         [{"set_weight": 10}, {"pause": {}}, {"set_weight": 50}, {"pause": {}}, {"set_weight": 100}],
         interval="1s",
         inconclusive_limit=1000,
         metrics=[
             {"name": "canary-5xx", "provider": "haproxy", "max": 0.05, "min_requests": 5},
-            {"name": "smoke", "provider": "http", "url": f"{stack.canary_url}/healthz", "min_success_ratio": 1.0},
+            {
+                "name": "smoke",
+                "provider": "http",
+                "url": f"{stack.canary_url}/healthz",
+                "min_success_ratio": 1.0,
+            },
         ],
     )
     assert share_of_new_version(stack) == 0.0
@@ -100,7 +107,11 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
     with LoadGenerator(stack.haproxy.url, rate=40):
         waiting = subprocess.Popen(
             [sys.executable, "-m", "starter.cli", "start", "-f", str(spec), "--wait"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         try:
             wait_status(stack, lambda s: (s.get("weights") or {}).get("canary") == 20)
@@ -142,14 +153,20 @@ def test_sluice_pause_holds_a_rollout_past_its_bake(stack: Stack, worker: Manage
     assert held["phase"] == "paused" and held["step_index"] == 1
     assert held["weights"] == {"stable": 90, "canary": 10}
     assert held["actions"][0] | {"at": None} == {
-        "action": "pause", "reason": "checking dashboards", "by": "alice", "at": None, "step_index": 1,
+        "action": "pause",
+        "reason": "checking dashboards",
+        "by": "alice",
+        "at": None,
+        "step_index": 1,
     }
     assert stack.sluice("resume", stack.service, "--reason", "fine").returncode == 0
     wait_status(stack, lambda s: s["phase"] == "promoted")
     assert share_of_new_version(stack) == 1.0
 
 
-def test_worker_killed_mid_bake_and_a_new_worker_finishes(stack: Stack, worker: ManagedProcess, tmp_path: Path) -> None:
+def test_worker_killed_mid_bake_and_a_new_worker_finishes(
+    stack: Stack, worker: ManagedProcess, tmp_path: Path
+) -> None:
     spec = stack.spec([{"set_weight": 30}, {"pause": "5s"}, {"set_weight": 100}])
     start(stack, spec)
     wait_status(stack, lambda s: s["step_index"] == 1 and (s.get("weights") or {}).get("canary") == 30)

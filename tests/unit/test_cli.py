@@ -86,9 +86,7 @@ def test_validate_example_json() -> None:
         ("  []", "steps", "no steps"),
     ],
 )
-def test_validate_rejects_steps_with_field_path(
-    tmp_path: Path, steps: str, path: str, words: str
-) -> None:
+def test_validate_rejects_steps_with_field_path(tmp_path: Path, steps: str, path: str, words: str) -> None:
     result = sluice("validate", "-f", write(tmp_path, VALID.format(steps=steps)))
     assert result.returncode == 2
     assert f"{path}: " in result.stderr

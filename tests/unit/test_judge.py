@@ -57,5 +57,9 @@ def test_inconclusive_limit_counts_a_run_and_a_pass_resets_it() -> None:
 
 
 def test_on_inconclusive_pause() -> None:
-    _, d = judge(spec(inconclusive_limit=0, on_inconclusive="pause"), AnalysisCounters(), [v(Verdict.INCONCLUSIVE)])
+    _, d = judge(
+        spec(inconclusive_limit=0, on_inconclusive="pause"),
+        AnalysisCounters(),
+        [v(Verdict.INCONCLUSIVE)],
+    )
     assert d.action == "pause"

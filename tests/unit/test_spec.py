@@ -34,7 +34,12 @@ def test_issue_example_validates_as_it_stands() -> None:
     spec = load_spec((ROOT / "examples" / "rollout.yaml").read_text())
     assert spec.service == "checkout" and spec.router.backend == "be_checkout"
     assert [s.describe() for s in spec.steps] == [
-        "shift to 10%", "bake 30s", "shift to 50%", "bake 1m", "wait for resume or promote", "shift to 100%",
+        "shift to 10%",
+        "bake 30s",
+        "shift to 50%",
+        "bake 1m",
+        "wait for resume or promote",
+        "shift to 100%",
     ]
     assert spec.analysis is not None and spec.analysis.interval == timedelta(seconds=5)
     assert [m.provider for m in spec.analysis.metrics] == ["haproxy", "http", "prometheus"]
@@ -102,7 +107,10 @@ def test_metric_without_bound() -> None:
         (lambda d: d["router"].__setitem__("bakend", "x"), "router.bakend"),
         (lambda d: d["steps"].__setitem__(0, {"set_wieght": 10}), "steps[0].set_wieght"),
         (lambda d: d["analysis"].__setitem__("failure_limt", 1), "analysis.failure_limt"),
-        (lambda d: d["analysis"]["metrics"][1].__setitem__("min_sucess_ratio", 1), "analysis.metrics[1].min_sucess_ratio"),
+        (
+            lambda d: d["analysis"]["metrics"][1].__setitem__("min_sucess_ratio", 1),
+            "analysis.metrics[1].min_sucess_ratio",
+        ),
     ],
 )
 def test_unknown_fields_are_errors(mutate: Any, where: str) -> None:
@@ -152,7 +160,15 @@ def test_effective_steps_end_at_100() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("1.5s", 1.5), ("PT30S", 30)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("1.5s", 1.5),
+        ("PT30S", 30),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
@@ -161,5 +177,9 @@ def test_durations(text: str, seconds: float) -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(timedelta(seconds=s)) for s in (0.5, 30, 90, 3600, 3725.5)] == [
-        "500ms", "30s", "1m30s", "1h", "1h2m5.5s",
+        "500ms",
+        "30s",
+        "1m30s",
+        "1h",
+        "1h2m5.5s",
     ]

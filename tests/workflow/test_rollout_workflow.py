@@ -59,7 +59,13 @@ def make_spec(steps: list[dict[str, Any]], **analysis: Any) -> RolloutSpec:
     )
 
 
-CANARY = [{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 50}, {"pause": "1m"}, {"set_weight": 100}]
+CANARY = [
+    {"set_weight": 10},
+    {"pause": "30s"},
+    {"set_weight": 50},
+    {"pause": "1m"},
+    {"set_weight": 100},
+]
 
 
 @dataclass
@@ -99,7 +105,11 @@ class FakeRouter:
                 await self.release.wait()
             if inp.canary_weight == self.fail_set_at:
                 self.calls.append(("set_traffic_failed", inp.canary_weight))
-                raise ApplicationError("server canary is in maintenance", type=errors.ROUTER_REJECTED, non_retryable=True)
+                raise ApplicationError(
+                    "server canary is in maintenance",
+                    type=errors.ROUTER_REJECTED,
+                    non_retryable=True,
+                )
             self.canary = inp.canary_weight
             self.calls.append(("set_traffic", inp.canary_weight))
             return self.state()
@@ -146,7 +156,10 @@ class FakeRouter:
 
 @asynccontextmanager
 async def running(
-    env: WorkflowEnvironment, spec: RolloutSpec, router: FakeRouter, workflow_cls: type = RolloutWorkflow
+    env: WorkflowEnvironment,
+    spec: RolloutSpec,
+    router: FakeRouter,
+    workflow_cls: type = RolloutWorkflow,
 ) -> AsyncIterator[WorkflowHandle[Any, RolloutStatus]]:
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[workflow_cls], activities=router.activities()):
@@ -175,7 +188,9 @@ async def status_of(handle: WorkflowHandle[Any, RolloutStatus]) -> RolloutStatus
     return await handle.query("status", result_type=RolloutStatus)
 
 
-async def until(handle: WorkflowHandle[Any, RolloutStatus], check: Callable[[RolloutStatus], bool]) -> RolloutStatus:
+async def until(
+    handle: WorkflowHandle[Any, RolloutStatus], check: Callable[[RolloutStatus], bool]
+) -> RolloutStatus:
     """Poll the status query (real time, no skipping) until `check` holds."""
     for _ in range(200):
         status = await status_of(handle)
@@ -221,7 +236,9 @@ def _timer_durations(history: Any) -> list[float]:
     ]
 
 
-async def test_pause_freezes_a_bake_and_resume_keeps_its_remaining_time(env: WorkflowEnvironment) -> None:
+async def test_pause_freezes_a_bake_and_resume_keeps_its_remaining_time(
+    env: WorkflowEnvironment,
+) -> None:
     router = FakeRouter()
     spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}])
     async with running(env, spec, router) as handle:
@@ -262,7 +279,9 @@ async def test_pause_step_waits_for_resume(env: WorkflowEnvironment) -> None:
 
 async def test_promote_skips_remaining_steps(env: WorkflowEnvironment) -> None:
     router = FakeRouter()
-    spec = make_spec([{"set_weight": 10}, {"pause": {}}, {"set_weight": 30}, {"pause": "1h"}, {"set_weight": 60}])
+    spec = make_spec(
+        [{"set_weight": 10}, {"pause": {}}, {"set_weight": 30}, {"pause": "1h"}, {"set_weight": 60}]
+    )
     async with running(env, spec, router) as handle:
         await until(handle, lambda s: s.phase is Phase.PAUSED)
         await handle.signal("promote", op("hotfix, ship it"))
@@ -299,7 +318,9 @@ async def test_temporal_cancel_during_a_timer_rolls_back(env: WorkflowEnvironmen
     assert router.weights_set() == [10]
 
 
-async def test_temporal_cancel_during_an_activity_rolls_back_after_it(env: WorkflowEnvironment) -> None:
+async def test_temporal_cancel_during_an_activity_rolls_back_after_it(
+    env: WorkflowEnvironment,
+) -> None:
     router = FakeRouter(block_at=50)
     spec = make_spec([{"set_weight": 10}, {"set_weight": 50}, {"pause": "1m"}])
     async with running(env, spec, router) as handle:

@@ -1,0 +1,23 @@
+"""Metric providers. `provider_for(metric)` returns the implementation for `metric.provider`."""
+
+from __future__ import annotations
+
+from activities.providers.base import MetricProvider
+from activities.providers.haproxy import HAProxyErrorRatio
+from activities.providers.http import HttpSmokeCheck
+from activities.providers.prometheus import PrometheusQuery
+from contracts.spec import HAProxyMetric, HttpMetric, MetricSpec, PrometheusMetric
+
+
+def provider_for(metric: MetricSpec) -> MetricProvider:
+    """The provider for `metric`; a new provider adds a module and a branch here, nothing else."""
+    if isinstance(metric, HAProxyMetric):
+        return HAProxyErrorRatio()
+    if isinstance(metric, HttpMetric):
+        return HttpSmokeCheck()
+    if isinstance(metric, PrometheusMetric):
+        return PrometheusQuery()
+    raise TypeError(f"no provider for {type(metric).__name__}")  # unreachable: spec is validated
+
+
+__all__ = ["MetricProvider", "provider_for"]

@@ -1,0 +1,59 @@
+"""HAProxy provider: the new version's 5xx ratio from the router's own per-server counters."""
+
+from __future__ import annotations
+
+from activities.providers._verdict import number, percent, verdict
+from activities.routers import router_for
+from contracts.calls import AnalyzeInput, ServerCounters
+from contracts.spec import HAProxyMetric, MetricSpec
+from contracts.status import MetricVerdict, Verdict
+
+
+class HAProxyErrorRatio:
+    """`error_ratio`: 5xx responses / all responses of the canary server since `tick.baseline`.
+
+    Counters are cumulative, so the window is "since the canary first got traffic" (the
+    baseline). If a counter is below the baseline HAProxy restarted and reset its
+    counters; the baseline is then taken as zero, i.e. everything since the restart.
+    A router error (socket unreachable, server missing) is an inconclusive verdict, not
+    an exception: measuring is not the place to fail a rollout's activity.
+    """
+
+    async def measure(self, metric: MetricSpec, tick: AnalyzeInput) -> MetricVerdict:
+        """Read the canary's counters and judge the ratio against `metric.max`."""
+        assert isinstance(metric, HAProxyMetric)
+        bound = f"<= {number(metric.max)}"
+        try:
+            now = await router_for(tick.router).canary_counters()
+        except Exception as err:  # a measurement problem, never an activity failure
+            return verdict(
+                metric.name,
+                Verdict.INCONCLUSIVE,
+                f"could not read HAProxy counters: {err}",
+                bound=bound,
+            )
+        base = tick.baseline or ServerCounters()
+        reset = now.responses < base.responses or now.errors_5xx < base.errors_5xx
+        if reset:
+            base = ServerCounters()
+        requests = now.responses - base.responses
+        errors_5xx = now.errors_5xx - base.errors_5xx
+        counts: dict[str, float] = {"requests": requests, "errors_5xx": errors_5xx}
+        note = " (counters were reset; counting since the reset)" if reset else ""
+
+        if requests < metric.min_requests:
+            return verdict(
+                metric.name,
+                Verdict.INCONCLUSIVE,
+                f"only {requests} responses so far, {metric.min_requests} needed "
+                f"({errors_5xx} were 5xx){note}",
+                bound=bound,
+                counts=counts,
+            )
+        ratio = errors_5xx / requests
+        summary = f"{errors_5xx} of {requests} responses were 5xx ({percent(ratio)})"
+        if ratio > metric.max:
+            result, detail = Verdict.FAIL, f"{summary}, above the {percent(metric.max)} limit"
+        else:
+            result, detail = Verdict.PASS, f"{summary}, within the {percent(metric.max)} limit"
+        return verdict(metric.name, result, detail + note, value=ratio, bound=bound, counts=counts)
