@@ -16,11 +16,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from localstack.load import LoadGenerator
 from localstack.stack import LocalStack, start_local_stack
 
-STEPS = [{"set_weight": 10}, {"pause": "10s"}, {"set_weight": 50}, {"pause": "10s"}, {"set_weight": 100}]
+STEPS: list[dict[str, Any]] = [
+    {"set_weight": 10},
+    {"pause": "10s"},
+    {"set_weight": 50},
+    {"pause": "10s"},
+    {"set_weight": 100},
+]
 
 
 def _analysis(stack: LocalStack) -> dict[str, object]:

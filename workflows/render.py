@@ -1,8 +1,7 @@
-"""Markdown for the Temporal UI: the live current-details panel and the static details at start."""
+"""Markdown for the Temporal UI's current-details panel, kept up to date by the workflow."""
 
 from __future__ import annotations
 
-from contracts.spec import RolloutSpec
 from contracts.status import RolloutStatus, Verdict
 
 _ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
@@ -44,23 +43,4 @@ def current_details(status: RolloutStatus) -> str:
     if status.actions:
         last = status.actions[-1]
         lines += ["", f"last action: **{last.action}** by {last.by}: {_cell(last.reason)}"]
-    return "\n".join(lines)
-
-
-def static_summary(spec: RolloutSpec) -> str:
-    """One line for the workflow list: `checkout: v1 → v2, 6 steps (haproxy be_checkout)`."""
-    steps = spec.effective_steps()
-    return (
-        f"{spec.service}: {spec.stable_version or 'stable'} → {spec.version}, "
-        f"{len(steps)} steps ({spec.router.type} {spec.router.backend})"
-    )
-
-
-def static_details(spec: RolloutSpec) -> str:
-    """The plan as Markdown: steps and metrics, fixed at start."""
-    lines = ["| # | step |", "|---|---|"]
-    lines += [f"| {i + 1} | {s.describe()} |" for i, s in enumerate(spec.effective_steps())]
-    if spec.analysis is not None:
-        lines += ["", f"analysis every {spec.analysis.interval.total_seconds():g}s:"]
-        lines += [f"- {m.name} ({m.provider})" for m in spec.analysis.metrics]
     return "\n".join(lines)
