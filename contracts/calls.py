@@ -6,16 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from contracts.durations import Duration
 from contracts.spec import MetricSpec, RolloutSpec, RouterSpec
-from contracts.status import MetricVerdict
-
-
-class RolloutInput(BaseModel):
-    """Start a rollout of `spec`; `spec_digest` lets a CI re-run recognise it."""
-
-    spec: RolloutSpec
-    spec_digest: str
-    started_by: str = ""
+from contracts.status import MetricVerdict, RolloutStatus
 
 
 class OperatorInput(BaseModel):
@@ -30,6 +23,34 @@ class ServerCounters(BaseModel):
 
     responses: int = 0
     errors_5xx: int = 0
+
+
+class CarriedState(BaseModel):
+    """What a rollout hands to its next run when it continues as new (its history got long).
+
+    Everything the status shows is carried as it is, plus where the steps stand: the step
+    being waited on, and for a bake, the time it has left.
+    """
+
+    status: RolloutStatus
+    operator_paused: bool
+    step_started: bool
+    bake_remaining: Duration | None = None
+    baseline: ServerCounters | None = None
+    analysis_running: bool
+
+
+class RolloutInput(BaseModel):
+    """Start a rollout of `spec`; `spec_digest` lets a CI re-run recognise it."""
+
+    spec: RolloutSpec
+    spec_digest: str
+    started_by: str = ""
+    carried: CarriedState | None = None
+    """Set only by the workflow itself when it continues as new."""
+    continue_as_new_after_events: int | None = None
+    """Continue as new once history has this many events, besides when Temporal suggests it
+    (which it does at a few thousand events by default). For tests; leave unset."""
 
 
 class TrafficState(BaseModel):

@@ -103,5 +103,7 @@ class RolloutStatus(BaseModel):
     actions: list[OperatorAction] = Field(default_factory=list)
     rollback: RollbackState | None = None
     traffic_touched: bool = False
+    continued_as_new: int = 0
+    """How many times this rollout continued as new to keep its history short."""
     started_at: datetime
     finished_at: datetime | None = None

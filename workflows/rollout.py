@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.calls import (
         AnalyzeInput,
+        CarriedState,
         OperatorInput,
         PreflightInput,
         RollbackInput,
@@ -89,6 +90,7 @@ class RolloutWorkflow:
             step=self._steps[0].describe(),
             started_at=workflow.now(),
         )
+        self._input = inp
         self._operator_paused = False
         self._promote_requested = False
         self._waiting_at_step: int | None = None
@@ -96,7 +98,19 @@ class RolloutWorkflow:
         self._stop: tuple[Phase, str] | None = None
         self._baseline: ServerCounters | None = None
         self._analysis_task: asyncio.Task[None] | None = None
+        self._analysis_stopping = False
         self._published: dict[str, str | int] = {}
+        # Where the steps start: (step index, step already under way, bake time left).
+        self._resume_at: tuple[int, bool, timedelta | None] = (0, False, None)
+        if inp.carried is not None:
+            self._status = inp.carried.status.model_copy(deep=True)
+            self._operator_paused = inp.carried.operator_paused
+            self._baseline = inp.carried.baseline
+            self._resume_at = (
+                self._status.step_index,
+                inp.carried.step_started,
+                inp.carried.bake_remaining,
+            )
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -104,19 +118,22 @@ class RolloutWorkflow:
     async def run(self, inp: RolloutInput) -> RolloutStatus:
         """Run the rollout to a final phase and return the final status."""
         self._publish()
-        try:
-            state = await workflow.execute_activity(
-                preflight,
-                PreflightInput(router=self._spec.router),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="preflight: router answers, both servers exist",
-            )
-        except ActivityError as err:
-            return await self._finish(
-                Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {_cause(err)}"
-            )
-        self._record_weights(state)
+        if inp.carried is None:
+            try:
+                state = await workflow.execute_activity(
+                    preflight,
+                    PreflightInput(router=self._spec.router),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ROUTER_RETRY,
+                    summary="preflight: router answers, both servers exist",
+                )
+            except ActivityError as err:
+                return await self._finish(
+                    Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {_cause(err)}"
+                )
+            self._record_weights(state)
+        elif inp.carried.analysis_running and self._spec.analysis is not None:
+            self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
 
         try:
             await self._run_steps()
@@ -204,20 +221,24 @@ class RolloutWorkflow:
         return self._stop is not None or self._promote_requested
 
     async def _run_steps(self) -> None:
-        for index, step in enumerate(self._steps):
+        first, under_way, bake_left = self._resume_at
+        for index in range(first, len(self._steps)):
+            step = self._steps[index]
+            resuming = index == first and under_way
             if self._interrupted():
                 break
             self._status.step_index = index
             self._status.step = step.describe()
-            await self._hold_while_paused()
-            if self._interrupted():
-                break
-            self._status.message = f"step {index + 1}/{len(self._steps)}: {step.describe()}"
-            self._publish()
+            if not resuming:
+                await self._hold_while_paused(index)
+                if self._interrupted():
+                    break
+                self._status.message = f"step {index + 1}/{len(self._steps)}: {step.describe()}"
+                self._publish()
             if step.set_weight is not None:
                 await self._shift(step.set_weight)
             elif step.pause is not None and step.pause.duration is not None:
-                await self._bake(step.pause.duration)
+                await self._bake(index, bake_left if resuming and bake_left else step.pause.duration)
             else:
                 await self._wait_for_human(index)
         if self._stop is None and self._promote_requested:
@@ -227,10 +248,15 @@ class RolloutWorkflow:
         if self._stop is None and (self._status.weights is None or self._status.weights.canary != 100):
             await self._shift(100)
 
-    async def _hold_while_paused(self) -> None:
+    async def _hold_while_paused(self, index: int, bake_left: timedelta | None = None) -> None:
+        """Wait while an operator pause lasts; `bake_left` is set when called inside a bake."""
         if self._operator_paused and not self._interrupted():
             self._publish()
-            await workflow.wait_condition(lambda: not self._operator_paused or self._interrupted())
+            await workflow.wait_condition(
+                lambda: not self._operator_paused or self._interrupted() or self._history_full()
+            )
+            if self._operator_paused and not self._interrupted():
+                await self._continue_as_new(index, bake_left is not None, bake_left)
 
     async def _shift(self, weight: int) -> None:
         self._status.traffic_touched = True
@@ -255,17 +281,17 @@ class RolloutWorkflow:
             self._status.analysis.started_at = workflow.now()
             self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
 
-    async def _bake(self, duration: timedelta) -> None:
+    async def _bake(self, index: int, duration: timedelta) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time."""
         remaining = duration
         while remaining > timedelta(0) and not self._interrupted():
             if self._operator_paused:
-                await self._hold_while_paused()
+                await self._hold_while_paused(index, remaining)
                 continue
             started = workflow.now()
             try:
                 await workflow.wait_condition(
-                    lambda: self._operator_paused or self._interrupted(),
+                    lambda: self._operator_paused or self._interrupted() or self._history_full(),
                     timeout=remaining,
                     timeout_summary=f"bake {format_duration(remaining)}",
                 )
@@ -274,6 +300,8 @@ class RolloutWorkflow:
             remaining -= workflow.now() - started
             if self._operator_paused:
                 self._status.message = f"paused with {format_duration(remaining)} of the bake left"
+            elif self._history_full() and not self._interrupted():
+                await self._continue_as_new(index, True, remaining)
 
     async def _wait_for_human(self, index: int) -> None:
         self._waiting_at_step = index
@@ -281,16 +309,60 @@ class RolloutWorkflow:
         self._status.message = f"step {index + 1}: waiting for `sluice resume` or `sluice promote`"
         self._publish()
         try:
-            await workflow.wait_condition(lambda: self._released or self._interrupted())
+            await workflow.wait_condition(
+                lambda: self._released or self._interrupted() or self._history_full()
+            )
+            if not (self._released or self._interrupted()):
+                await self._continue_as_new(index, True, None)
         finally:
             self._waiting_at_step = None
+
+    # --- continue-as-new ------------------------------------------------------------------
+
+    def _history_full(self) -> bool:
+        """Time to continue as new: Temporal suggests it, or the input's test threshold is met."""
+        info = workflow.info()
+        limit = self._input.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+
+    async def _continue_as_new(self, index: int, step_started: bool, bake_left: timedelta | None) -> None:
+        """Carry the whole state into a fresh run, at a wait, never mid-change.
+
+        Returns (without continuing) if an abort, a failing analysis or a promote arrived
+        meanwhile; the caller then handles it. Never runs the compensation.
+        """
+        analysis_running = self._analysis_task is not None
+        await self._stop_analysis()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._interrupted():
+            return
+        self._status.step_index = index
+        self._status.continued_as_new += 1
+        workflow.continue_as_new(
+            RolloutInput(
+                spec=self._spec,
+                spec_digest=self._input.spec_digest,
+                started_by=self._input.started_by,
+                continue_as_new_after_events=self._input.continue_as_new_after_events,
+                carried=CarriedState(
+                    status=self._status,
+                    operator_paused=self._operator_paused,
+                    step_started=step_started,
+                    bake_remaining=bake_left,
+                    baseline=self._baseline,
+                    analysis_running=analysis_running,
+                ),
+            )
+        )
 
     # --- analysis -------------------------------------------------------------------------
 
     async def _analysis_loop(self, spec: AnalysisSpec) -> None:
         """Every `interval` from the first weight > 0: one activity measures all metrics."""
         interval = format_duration(spec.interval)
-        while self._stop is None:
+        while self._stop is None and not self._analysis_stopping:
             await workflow.sleep(spec.interval, summary=f"next analysis in {interval}")
             try:
                 result = await workflow.execute_activity(
@@ -311,7 +383,7 @@ class RolloutWorkflow:
                 verdicts = result.verdicts
             except ActivityError as err:
                 verdicts = [_unmeasured(m.name, _cause(err)) for m in spec.metrics]
-            if self._stop is not None or self._status.phase.is_final:
+            if self._stop is not None or self._analysis_stopping or self._status.phase.is_final:
                 return
             self._status.verdicts = verdicts
             self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
@@ -326,6 +398,9 @@ class RolloutWorkflow:
         task, self._analysis_task = self._analysis_task, None
         if task is None or task.done():
             return
+        # The flag, not only the cancel: an activity that completes as the cancel arrives
+        # swallows it, and the loop would tick on forever.
+        self._analysis_stopping = True
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

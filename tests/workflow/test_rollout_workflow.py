@@ -16,6 +16,7 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -160,12 +161,17 @@ async def running(
     spec: RolloutSpec,
     router: FakeRouter,
     workflow_cls: type = RolloutWorkflow,
+    continue_as_new_after_events: int | None = None,
 ) -> AsyncIterator[WorkflowHandle[Any, RolloutStatus]]:
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[workflow_cls], activities=router.activities()):
         handle: WorkflowHandle[Any, RolloutStatus] = await env.client.start_workflow(
             workflow_cls.run,  # type: ignore[attr-defined]
-            RolloutInput(spec=spec, spec_digest=spec.digest()),
+            RolloutInput(
+                spec=spec,
+                spec_digest=spec.digest(),
+                continue_as_new_after_events=continue_as_new_after_events,
+            ),
             id=f"rollout-{uuid.uuid4()}",
             task_queue=queue,
             result_type=RolloutStatus,
@@ -267,7 +273,7 @@ async def test_pause_step_waits_for_resume(env: WorkflowEnvironment) -> None:
     spec = make_spec([{"set_weight": 10}, {"pause": {}}, {"set_weight": 100}])
     async with running(env, spec, router) as handle:
         waiting = await until(handle, lambda s: s.phase is Phase.PAUSED and s.step_index == 1)
-        await env.sleep(3600)
+        await env.sleep(600)
         assert (await status_of(handle)).phase is Phase.PAUSED
         assert router.weights_set() == [10]
         await handle.signal("resume", op("QA signed off", "bob"))
@@ -432,7 +438,22 @@ class BuggyRollout(RolloutWorkflow):
         super()._record_weights(state)
 
 
-async def test_a_bug_in_workflow_code_does_not_roll_back(env: WorkflowEnvironment) -> None:
+async def test_a_bug_in_workflow_code_does_not_roll_back() -> None:
+    # A server of its own: a workflow stuck on a failing task upsets the shared
+    # server's time skipping for the tests that follow.
+    from tests.conftest import venv_binary  # not at import: the workflow sandbox imports this module
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=venv_binary("temporal-test-server"),
+    )
+    try:
+        await _bug_scenario(env)
+    finally:
+        await env.shutdown()
+
+
+async def _bug_scenario(env: WorkflowEnvironment) -> None:
     router = FakeRouter()
     async with running(env, make_spec(CANARY), router, BuggyRollout) as handle:
         for _ in range(100):
@@ -449,3 +470,57 @@ async def test_a_bug_in_workflow_code_does_not_roll_back(env: WorkflowEnvironmen
     # The task fails and is retried; traffic is left alone instead of being rolled back.
     assert router.rollbacks() == 0
     assert router.weights_set() == [10]
+
+
+async def test_continue_as_new_mid_bake_loses_nothing_and_compensates_nothing(
+    env: WorkflowEnvironment,
+) -> None:
+    router = FakeRouter()
+    spec = make_spec([{"set_weight": 10}, {"pause": "10m"}, {"set_weight": 100}])
+    async with running(env, spec, router, continue_as_new_after_events=150) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert result.continued_as_new >= 5
+    # No step ran twice, nothing was rolled back at a run boundary.
+    assert router.weights_set() == [10, 100]
+    assert router.rollbacks() == 0
+    # The bake kept its remaining time across runs: 10 min at a 5 s interval is ~120 ticks,
+    # and the analysis counters were carried over.
+    assert 100 <= result.analysis.ticks <= 125, result.analysis.ticks
+    assert result.finished_at is not None
+    assert (result.finished_at - result.started_at).total_seconds() == pytest.approx(600, abs=15)
+
+
+async def test_continue_as_new_keeps_a_pause_and_the_operator_history(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = make_spec([{"set_weight": 10}, {"pause": "10m"}, {"set_weight": 100}])
+    async with running(env, spec, router, continue_as_new_after_events=150) as handle:
+        await until(handle, lambda s: s.step_index == 1)
+        await env.sleep(60)
+        await handle.signal("pause", op("investigating a dashboard", "dana"))
+        await until(handle, lambda s: s.phase is Phase.PAUSED)
+        await env.sleep(1800)
+        held = await status_of(handle)
+        assert held.continued_as_new >= 3, held.continued_as_new
+        assert held.phase is Phase.PAUSED and held.step_index == 1
+        assert held.weights is not None and held.weights.canary == 10
+        await handle.signal("resume", op("all clear", "dana"))
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert [(a.action, a.by) for a in result.actions] == [("pause", "dana"), ("resume", "dana")]
+    assert router.weights_set() == [10, 100] and router.rollbacks() == 0
+    # 1 min baked, 30 min paused, then the 9 min that were left.
+    assert (result.finished_at - result.started_at).total_seconds() == pytest.approx(2400, abs=30)
+
+
+async def test_abort_after_continue_as_new_still_rolls_back(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = make_spec([{"set_weight": 10}, {"pause": {}}, {"set_weight": 100}])
+    async with running(env, spec, router, continue_as_new_after_events=150) as handle:
+        await until(handle, lambda s: s.phase is Phase.PAUSED)
+        await env.sleep(1200)
+        assert (await status_of(handle)).continued_as_new >= 3
+        await handle.signal("abort", op("bad release", "erin"))
+        result = await handle.result()
+    assert result.phase is Phase.ABORTED
+    assert router.rollbacks() == 1 and router.canary == 0
