@@ -95,6 +95,9 @@ class RolloutWorkflow:
         self._released = False
         self._stop: tuple[Phase, str] | None = None
         self._baseline: ServerCounters | None = None
+        self._stable_baseline: ServerCounters | None = None
+        self._evidence: dict[str, MetricVerdict] = {}
+        """Last verdict of each `compare: stable` metric that carried its test's state."""
         self._analysis_task: asyncio.Task[None] | None = None
         self._published: dict[str, str | int] = {}
 
@@ -252,6 +255,7 @@ class RolloutWorkflow:
             raise asyncio.CancelledError()
         if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
             self._baseline = state.canary_counters
+            self._stable_baseline = state.stable_counters
             self._status.analysis.started_at = workflow.now()
             self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
 
@@ -303,6 +307,8 @@ class RolloutWorkflow:
                         metrics=spec.metrics,
                         baseline=self._baseline,
                         since=self._status.analysis.started_at,
+                        stable_baseline=self._stable_baseline,
+                        previous=list(self._evidence.values()),
                     ),
                     start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
                     retry_policy=ANALYSIS_RETRY,
@@ -314,6 +320,8 @@ class RolloutWorkflow:
             if self._stop is not None or self._status.phase.is_final:
                 return
             self._status.verdicts = verdicts
+            # A tick that could not measure keeps the last state: the test resumes from it.
+            self._evidence.update({v.metric: v for v in verdicts if v.comparison is not None})
             self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
             if decision.action == "rollback":
                 self._stop = (Phase.ROLLED_BACK, decision.reason)

@@ -95,7 +95,7 @@ def test_metric_without_bound() -> None:
     path, msg = only_issue(err)
     assert path == "analysis.metrics[2]" and "needs a bound" in msg
     path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][0].pop("max")))
-    assert path == "analysis.metrics[0].max" and "missing" in msg
+    assert path == "analysis.metrics[0]" and "needs `max:`" in msg and "compare: stable" in msg
     path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][1].pop("min_success_ratio")))
     assert path == "analysis.metrics[1].min_success_ratio" and "missing" in msg
 
