@@ -46,14 +46,13 @@ faster canary never rolls back.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-ArrayLike = float | Sequence[float] | FloatArray
+ArrayLike = npt.ArrayLike
 
 ALTERNATIVES: FloatArray = np.geomspace(1.1, 50.0, 20)
 """Alternatives as multiples of δ0 = 1 + tolerance; the mixture weighs them equally."""
