@@ -37,6 +37,9 @@ class CarriedState(BaseModel):
     step_started: bool
     bake_remaining: Duration | None = None
     baseline: ServerCounters | None = None
+    stable_baseline: ServerCounters | None = None
+    evidence: list[MetricVerdict] = Field(default_factory=list)
+    """Last verdict of each `compare: stable` metric, holding its sequential test's state."""
     analysis_running: bool
 
 
@@ -59,6 +62,8 @@ class TrafficState(BaseModel):
     stable_weight: int
     canary_weight: int
     canary_counters: ServerCounters | None = None
+    stable_counters: ServerCounters | None = None
+    """The stable server's counters read together with `canary_counters` (routers that have them)."""
     detail: str = ""
     attempt: int = 1
     """Which attempt of the activity produced this state (the rollback reports it)."""
@@ -87,7 +92,9 @@ class RollbackInput(BaseModel):
 class AnalyzeInput(BaseModel):
     """One analysis tick over every metric.
 
-    `baseline` is the new version's counters at its first weight > 0.
+    `baseline` is the new version's counters at its first weight > 0, `stable_baseline` the
+    stable server's at the same moment. `previous` holds the last verdict of each
+    `compare: stable` metric that carried evidence: the sequential test continues from it.
     """
 
     service: str
@@ -97,6 +104,8 @@ class AnalyzeInput(BaseModel):
     metrics: list[MetricSpec]
     baseline: ServerCounters | None = None
     since: datetime | None = None
+    stable_baseline: ServerCounters | None = None
+    previous: list[MetricVerdict] = Field(default_factory=list)
 
 
 class AnalyzeResult(BaseModel):

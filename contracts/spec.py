@@ -182,13 +182,42 @@ class _MetricBase(_Strict):
     name: MetricName
 
 
-class HAProxyMetric(_MetricBase):
-    """The router's own counters for the new version's server, since its first weight > 0."""
+class _ComparableMetric(_MetricBase):
+    """Fields of `compare: stable`: an anytime-valid sequential test of the new version against stable.
+
+    The test rejects (the verdict fails) once its e-value reaches `1/alpha`; it passes only
+    while there is no rejection and both versions have served `min_requests`; with less
+    traffic it is inconclusive. See `activities/sequential.py` for the formula and papers.
+    """
+
+    compare: Literal["stable"] | None = None
+    alpha: Annotated[float, Field(gt=0, le=0.2)] = 0.01
+    tolerance: Annotated[float, Field(ge=0, le=10)] = 0.1
+
+
+class HAProxyMetric(_ComparableMetric):
+    """The router's own counters for the new version's server, since its first weight > 0.
+
+    With `max`, the new version's 5xx ratio must stay at or below it. With `compare: stable`,
+    its 5xx rate is tested against the stable server's (both servers' counters since the first
+    weight > 0).
+    """
 
     provider: Literal["haproxy"]
     measure: Literal["error_ratio"] = "error_ratio"
-    max: Annotated[float, Field(ge=0, le=1)]
+    max: Annotated[float, Field(ge=0, le=1)] | None = None
     min_requests: Annotated[int, Field(ge=1)] = 20
+
+    @model_validator(mode="after")
+    def _bound_or_compare(self) -> HAProxyMetric:
+        if self.compare is None and self.max is None:
+            raise ValueError(
+                "an haproxy metric needs `max:` (a 5xx ratio limit) or `compare: stable` "
+                "(a sequential test against the stable server)"
+            )
+        if self.compare is not None and self.max is not None:
+            raise ValueError("use either `max:` or `compare: stable`, not both; write two metrics for both")
+        return self
 
 
 class HttpMetric(_MetricBase):
@@ -201,18 +230,59 @@ class HttpMetric(_MetricBase):
     timeout: Duration = timedelta(seconds=2)
 
 
-class PrometheusMetric(_MetricBase):
-    """An instant PromQL query whose single value must stay within `min`/`max`."""
+class PrometheusMetric(_ComparableMetric):
+    """An instant PromQL query whose single value must stay within `min`/`max`.
+
+    With `compare: stable` instead: counter selectors (`requests` and `errors`, or a latency
+    `histogram`) whose increases since the first weight > 0 are fetched once per version
+    (`{{version}}` filled with `version`, then with `stable_version`) and compared by a
+    sequential test.
+    """
 
     provider: Literal["prometheus"]
     address: HttpUrl
-    query: Annotated[str, Field(min_length=1)]
+    query: Annotated[str, Field(min_length=1)] | None = None
     max: float | None = None
     min: float | None = None
     timeout: Duration = timedelta(seconds=5)
+    requests: Annotated[str, Field(min_length=1)] | None = None
+    errors: Annotated[str, Field(min_length=1)] | None = None
+    histogram: Annotated[str, Field(min_length=1)] | None = None
+    min_requests: Annotated[int, Field(ge=1)] = 20
+
+    @property
+    def compares_latency(self) -> bool:
+        """True for a `compare: stable` metric on a latency histogram (else it compares errors)."""
+        return self.histogram is not None
 
     @model_validator(mode="after")
     def _has_bound(self) -> PrometheusMetric:
+        counters = {"requests": self.requests, "errors": self.errors, "histogram": self.histogram}
+        if self.compare is not None:
+            if self.query is not None or self.min is not None or self.max is not None:
+                raise ValueError(
+                    "`compare: stable` takes counter selectors (`requests` + `errors`, or "
+                    "`histogram`) instead of `query`, `min` and `max`; write two metrics for both"
+                )
+            if self.histogram is not None and (self.requests or self.errors):
+                raise ValueError(
+                    "compare either errors (`requests` + `errors`) or latency (`histogram`), not both"
+                )
+            if self.histogram is None and not (self.requests and self.errors):
+                raise ValueError(
+                    "`compare: stable` needs `requests` and `errors` counter selectors, e.g. "
+                    "requests: 'http_requests_total{version=\"{{version}}\"}', or a latency `histogram` "
+                    "selector, e.g. 'http_request_duration_seconds_bucket{version=\"{{version}}\"}'"
+                )
+            return self
+        given = sorted(k for k, v in counters.items() if v is not None)
+        if given:
+            what = ", ".join(given)
+            raise ValueError(f"{what} only apply with `compare: stable`; add it or use `query:`")
+        if self.query is None:
+            raise ValueError(
+                "a prometheus metric needs `query:` (or `compare: stable` with counter selectors)"
+            )
         if self.max is None and self.min is None:
             raise ValueError("a prometheus metric needs a bound; add `max:` (fail above it) and/or `min:`")
         if self.max is not None and self.min is not None and self.min > self.max:
@@ -263,6 +333,17 @@ class RolloutSpec(_Strict):
     router: RouterSpec
     steps: Annotated[list[Step], Field(min_length=1)]
     analysis: AnalysisSpec | None = None
+
+    @model_validator(mode="after")
+    def _stable_version_for_comparisons(self) -> RolloutSpec:
+        metrics = self.analysis.metrics if self.analysis is not None else []
+        for metric in metrics:
+            if isinstance(metric, PrometheusMetric) and metric.compare and self.stable_version is None:
+                raise ValueError(
+                    f"metric {metric.name!r} compares with stable through Prometheus, which "
+                    "needs `stable_version:` to fill {{version}} for the stable series"
+                )
+        return self
 
     @property
     def workflow_id(self) -> str:

@@ -34,6 +34,29 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
+class Comparison(BaseModel):
+    """Evidence of a `compare: stable` verdict; also the sequential test's state for the next tick.
+
+    Counts are since the new version's first weight > 0. `events` names each kind of event
+    counted (`5xx`, or `slower than 0.25s` for each histogram bound); `log_lr` holds the
+    test's accumulated log likelihood ratios (per event kind, per alternative) so the next
+    tick can continue it (see `activities/sequential.py`).
+    """
+
+    kind: Literal["errors", "latency"]
+    canary_requests: float
+    stable_requests: float
+    events: list[str]
+    canary_events: list[float]
+    stable_events: list[float]
+    e_value: float
+    threshold: float
+    """`1/alpha`: the test rejects when `e_value` reaches it."""
+    tolerance: float
+    rejected: bool
+    log_lr: list[list[float]] = Field(default_factory=list)
+
+
 class MetricVerdict(BaseModel):
     """A metric's verdict with the numbers behind it and a one-line reason."""
 
@@ -44,6 +67,8 @@ class MetricVerdict(BaseModel):
     detail: str
     counts: dict[str, float] = Field(default_factory=dict)
     at: datetime
+    comparison: Comparison | None = None
+    """Set by `compare: stable` metrics: counts per version, the e-value and the test's state."""
 
 
 class Weights(BaseModel):

@@ -80,6 +80,12 @@ def build_plan(spec: RolloutSpec) -> Plan:
 
 def pass_rule(metric: MetricSpec) -> str:
     """What a metric must show to pass, in words: `error ratio ≤ 0.01 (at least 20 requests)`."""
+    if isinstance(metric, HAProxyMetric | PrometheusMetric) and metric.compare is not None:
+        what = "latency" if isinstance(metric, PrometheusMetric) and metric.compares_latency else "5xx rate"
+        return (
+            f"{what} not worse than stable's by more than {metric.tolerance:.0%} "
+            f"(sequential test, alpha {metric.alpha:g}; at least {metric.min_requests} requests each)"
+        )
     if isinstance(metric, HAProxyMetric):
         return f"error ratio ≤ {metric.max:g} (at least {metric.min_requests} requests)"
     if isinstance(metric, HttpMetric):

@@ -97,6 +97,9 @@ class RolloutWorkflow:
         self._released = False
         self._stop: tuple[Phase, str] | None = None
         self._baseline: ServerCounters | None = None
+        self._stable_baseline: ServerCounters | None = None
+        self._evidence: dict[str, MetricVerdict] = {}
+        """Last verdict of each `compare: stable` metric that carried its test's state."""
         self._analysis_task: asyncio.Task[None] | None = None
         self._analysis_stopping = False
         self._published: dict[str, str | int] = {}
@@ -106,6 +109,8 @@ class RolloutWorkflow:
             self._status = inp.carried.status.model_copy(deep=True)
             self._operator_paused = inp.carried.operator_paused
             self._baseline = inp.carried.baseline
+            self._stable_baseline = inp.carried.stable_baseline
+            self._evidence = {v.metric: v for v in inp.carried.evidence}
             self._resume_at = (
                 self._status.step_index,
                 inp.carried.step_started,
@@ -278,6 +283,7 @@ class RolloutWorkflow:
             raise asyncio.CancelledError()
         if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
             self._baseline = state.canary_counters
+            self._stable_baseline = state.stable_counters
             self._status.analysis.started_at = workflow.now()
             self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
 
@@ -352,6 +358,8 @@ class RolloutWorkflow:
                     step_started=step_started,
                     bake_remaining=bake_left,
                     baseline=self._baseline,
+                    stable_baseline=self._stable_baseline,
+                    evidence=list(self._evidence.values()),
                     analysis_running=analysis_running,
                 ),
             )
@@ -375,6 +383,8 @@ class RolloutWorkflow:
                         metrics=spec.metrics,
                         baseline=self._baseline,
                         since=self._status.analysis.started_at,
+                        stable_baseline=self._stable_baseline,
+                        previous=list(self._evidence.values()),
                     ),
                     start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
                     retry_policy=ANALYSIS_RETRY,
@@ -386,6 +396,8 @@ class RolloutWorkflow:
             if self._stop is not None or self._analysis_stopping or self._status.phase.is_final:
                 return
             self._status.verdicts = verdicts
+            # A tick that could not measure keeps the last state: the test resumes from it.
+            self._evidence.update({v.metric: v for v in verdicts if v.comparison is not None})
             self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
             if decision.action == "rollback":
                 self._stop = (Phase.ROLLED_BACK, decision.reason)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from activities.providers._compare import compare_verdict
 from activities.providers._verdict import number, percent, verdict
 from activities.routers import router_for
+from activities.routers.haproxy import HAProxyTrafficRouter
+from activities.sequential import Totals
 from contracts.calls import AnalyzeInput, ServerCounters
-from contracts.spec import HAProxyMetric, MetricSpec
+from contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec
 from contracts.status import MetricVerdict, Verdict
 
 
@@ -20,8 +23,11 @@ class HAProxyErrorRatio:
     """
 
     async def measure(self, metric: MetricSpec, tick: AnalyzeInput) -> MetricVerdict:
-        """Read the canary's counters and judge the ratio against `metric.max`."""
+        """Read the canary's counters and judge the ratio against `metric.max`, or against stable."""
         assert isinstance(metric, HAProxyMetric)
+        if metric.compare is not None:
+            return await self._compare(metric, tick)
+        assert metric.max is not None
         bound = f"<= {number(metric.max)}"
         try:
             now = await router_for(tick.router).canary_counters()
@@ -57,3 +63,50 @@ class HAProxyErrorRatio:
         else:
             result, detail = Verdict.PASS, f"{summary}, within the {percent(metric.max)} limit"
         return verdict(metric.name, result, detail + note, value=ratio, bound=bound, counts=counts)
+
+    async def _compare(self, metric: HAProxyMetric, tick: AnalyzeInput) -> MetricVerdict:
+        """`compare: stable`: both servers' 5xx since the first weight > 0, one sequential-test tick."""
+        if not isinstance(tick.router, HAProxyRouter):
+            return verdict(
+                metric.name,
+                Verdict.INCONCLUSIVE,
+                f"`provider: haproxy` reads HAProxy's counters, but the router is {tick.router.type}",
+            )
+        router = HAProxyTrafficRouter(tick.router)
+        try:
+            stable_now, canary_now = await router.both_counters()
+        except Exception as err:  # a measurement problem, never an activity failure
+            return verdict(
+                metric.name,
+                Verdict.INCONCLUSIVE,
+                f"could not read HAProxy counters: {err}",
+                bound=f"e < {number(1 / metric.alpha)}",
+            )
+        canary = _since(canary_now, tick.baseline)
+        stable = _since(stable_now, tick.stable_baseline)
+        totals = Totals(
+            canary_requests=canary.responses,
+            stable_requests=stable.responses,
+            canary_events=(canary.errors_5xx,),
+            stable_events=(stable.errors_5xx,),
+        )
+        return compare_verdict(
+            metric.name,
+            "errors",
+            ["5xx"],
+            totals,
+            tick,
+            alpha=metric.alpha,
+            tolerance=metric.tolerance,
+            min_requests=metric.min_requests,
+        )
+
+
+def _since(now: ServerCounters, base: ServerCounters | None) -> ServerCounters:
+    """Counters since `base`; everything since a restart if a counter went below it."""
+    base = base or ServerCounters()
+    if now.responses < base.responses or now.errors_5xx < base.errors_5xx:
+        return now
+    return ServerCounters(
+        responses=now.responses - base.responses, errors_5xx=now.errors_5xx - base.errors_5xx
+    )

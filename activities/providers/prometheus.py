@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import httpx
 
+from activities.providers._compare import compare_verdict
 from activities.providers._verdict import number, verdict
+from activities.sequential import Totals
 from contracts.calls import AnalyzeInput
 from contracts.spec import MetricSpec, PrometheusMetric
 from contracts.status import MetricVerdict, Verdict
+
+RETRIES = 2
+"""Extra attempts for a query that timed out, could not connect or got a 5xx."""
+BACKOFF = 0.2
+"""Seconds before the first retry; doubled for each next one."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
 
@@ -20,15 +29,16 @@ class QueryProblem(Exception):
     """Why a query gave no usable value; becomes an inconclusive verdict's detail."""
 
 
-def render_query(query: str, tick: AnalyzeInput) -> str:
+def render_query(query: str, tick: AnalyzeInput, version: str | None = None) -> str:
     """Fill `{{version}}`, `{{stable_version}}` and `{{service}}` from the tick.
 
-    The values were validated by the spec (letters, digits and `_.+-`), so they cannot
-    break out of a PromQL string. Raises QueryProblem for an unknown placeholder or
-    `{{stable_version}}` when the spec has none.
+    `version` replaces the tick's version for `{{version}}` (a comparison fills it with the
+    stable version for the stable series). The values were validated by the spec (letters,
+    digits and `_.+-`), so they cannot break out of a PromQL string. Raises QueryProblem for
+    an unknown placeholder or `{{stable_version}}` when the spec has none.
     """
     values = {
-        "version": tick.version,
+        "version": version or tick.version,
         "stable_version": tick.stable_version,
         "service": tick.service,
     }
@@ -64,6 +74,9 @@ class PrometheusQuery:
     async def measure(self, metric: MetricSpec, tick: AnalyzeInput) -> MetricVerdict:
         """Query Prometheus and compare the value with `metric.min` / `metric.max`."""
         assert isinstance(metric, PrometheusMetric)
+        if metric.compare is not None:
+            return await self._compare(metric, tick)
+        assert metric.query is not None
         bound = _bound(metric)
         try:
             query = render_query(metric.query, tick)
@@ -86,18 +99,42 @@ class PrometheusQuery:
         return verdict(metric.name, result, detail, value=value, bound=bound, counts={"value": value})
 
     async def _query(self, metric: PrometheusMetric, query: str) -> float:
+        return _single_value(await self._data(metric, query), query)
+
+    async def _data(self, metric: PrometheusMetric, query: str) -> Any:
+        """The `data` of a successful instant query; QueryProblem otherwise.
+
+        A timeout, a connection error or a 5xx from Prometheus is retried (RETRIES more
+        attempts, short backoff); a rejected query (4xx) is not: it would fail again.
+        """
         timeout = metric.timeout.total_seconds()
         url = f"{metric.address.rstrip('/')}/api/v1/query"
         params = {"query": query, "timeout": f"{timeout:g}s"}
-        try:
-            async with httpx.AsyncClient(timeout=timeout, transport=self._transport) as client:
-                resp = await client.get(url, params=params)
-        except httpx.TimeoutException:
-            raise QueryProblem(f"Prometheus at {metric.address} did not answer within {timeout:g}s") from None
-        except httpx.HTTPError as err:
-            raise QueryProblem(
-                f"Prometheus at {metric.address} is unreachable: {err or type(err).__name__}"
-            ) from None
+        for attempt in range(RETRIES + 1):
+            last = attempt == RETRIES
+            try:
+                async with httpx.AsyncClient(timeout=timeout, transport=self._transport) as client:
+                    resp = await client.get(url, params=params)
+            except httpx.TimeoutException:
+                if not last:
+                    await asyncio.sleep(BACKOFF * 2**attempt)
+                    continue
+                raise QueryProblem(
+                    f"Prometheus at {metric.address} did not answer within {timeout:g}s "
+                    f"({RETRIES + 1} attempts)"
+                ) from None
+            except httpx.HTTPError as err:
+                if not last:
+                    await asyncio.sleep(BACKOFF * 2**attempt)
+                    continue
+                raise QueryProblem(
+                    f"Prometheus at {metric.address} is unreachable ({RETRIES + 1} attempts): "
+                    f"{err or type(err).__name__}"
+                ) from None
+            if resp.status_code >= 500 and not last:
+                await asyncio.sleep(BACKOFF * 2**attempt)
+                continue
+            break
 
         try:
             body: Any = resp.json()
@@ -114,7 +151,99 @@ class PrometheusQuery:
                 f"Prometheus rejected the query (HTTP {resp.status_code}, {kind}): "
                 f"{body.get('error', 'no error message')}"
             )
-        return _single_value(body.get("data"), query)
+        return body.get("data")
+
+    # --- compare: stable ----------------------------------------------------------------------
+
+    async def _compare(self, metric: PrometheusMetric, tick: AnalyzeInput) -> MetricVerdict:
+        """Increases of both versions' counters since the first weight > 0; one sequential-test tick."""
+        bound = f"e < {number(1 / metric.alpha)}"
+        if tick.since is None or tick.stable_version is None:
+            why = "the analysis start time" if tick.since is None else "stable_version"
+            return verdict(
+                metric.name, Verdict.INCONCLUSIVE, f"cannot compare: {why} is unknown", bound=bound
+            )
+        # The window covers the whole analysis so far: `increase` handles counter resets in it.
+        window = max(1, math.ceil((datetime.now(UTC) - tick.since).total_seconds()))
+        versions = (tick.version, tick.stable_version)
+        note = ""
+        try:
+            if metric.histogram is not None:
+                canary_h, stable_h = await asyncio.gather(
+                    *(
+                        self._buckets(metric, render_query(metric.histogram, tick, v), window)
+                        for v in versions
+                    )
+                )
+                events, totals = _latency_totals(canary_h, stable_h)
+                kind: Literal["errors", "latency"] = "latency"
+            else:
+                assert metric.requests is not None and metric.errors is not None
+                queries = [
+                    render_query(q, tick, v) for v in versions for q in (metric.requests, metric.errors)
+                ]
+                c_req, c_err, s_req, s_err = await asyncio.gather(
+                    *(self._increase(metric, q, window) for q in queries)
+                )
+                if c_req is None or s_req is None:
+                    side = "new" if c_req is None else "stable"
+                    raise QueryProblem(
+                        f"no data for the {side} version's requests ({queries[0 if c_req is None else 2]}); "
+                        "check the selector and the version label"
+                    )
+                if c_err is None or s_err is None:
+                    note = "; no error series yet, counted as 0 errors"
+                events = ["5xx"]
+                totals = Totals(
+                    canary_requests=c_req,
+                    stable_requests=s_req,
+                    canary_events=(c_err or 0.0,),
+                    stable_events=(s_err or 0.0,),
+                )
+                kind = "errors"
+        except QueryProblem as problem:
+            return verdict(metric.name, Verdict.INCONCLUSIVE, str(problem), bound=bound)
+        return compare_verdict(
+            metric.name,
+            kind,
+            events,
+            totals,
+            tick,
+            alpha=metric.alpha,
+            tolerance=metric.tolerance,
+            min_requests=metric.min_requests,
+            note=note,
+        )
+
+    async def _increase(self, metric: PrometheusMetric, selector: str, window: int) -> float | None:
+        """`sum(increase(selector[window s]))`, rounded to a count; None when there is no series."""
+        query = f"sum(increase({selector}[{window}s]))"
+        data = await self._data(metric, query)
+        if isinstance(data, dict) and data.get("resultType") == "vector" and data.get("result") == []:
+            return None
+        return float(round(max(0.0, _single_value(data, query))))
+
+    async def _buckets(self, metric: PrometheusMetric, selector: str, window: int) -> dict[float, float]:
+        """Cumulative bucket counts by `le` since the window start: `sum by (le) (increase(...))`."""
+        query = f"sum by (le) (increase({selector}[{window}s]))"
+        data = await self._data(metric, query)
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(result, list) or data.get("resultType") != "vector":
+            raise QueryProblem(f"the histogram query did not return a vector ({query})")
+        if not result:
+            raise QueryProblem(f"no data: the histogram query returned no series ({query})")
+        buckets: dict[float, float] = {}
+        for series in result:
+            le = series.get("metric", {}).get("le")
+            if le is None:
+                raise QueryProblem(
+                    f"the histogram series have no `le` label; select the `_bucket` series ({query})"
+                )
+            value = float(series["value"][1])
+            buckets[float(le)] = float(round(max(0.0, value))) if math.isfinite(value) else 0.0
+        if math.inf not in buckets:
+            raise QueryProblem(f'the histogram has no le="+Inf" bucket ({query})')
+        return buckets
 
 
 def _single_value(data: Any, query: str) -> float:
@@ -151,3 +280,17 @@ def _bound(metric: PrometheusMetric) -> str:
     if metric.max is not None:
         parts.append(f"<= {number(metric.max)}")
     return " and ".join(parts)
+
+
+def _latency_totals(canary: dict[float, float], stable: dict[float, float]) -> tuple[list[str], Totals]:
+    """Per finite bucket bound shared by both versions, requests slower than it (total - bucket)."""
+    bounds = sorted(b for b in canary.keys() & stable.keys() if math.isfinite(b))
+    if not bounds:
+        raise QueryProblem("the two versions' histograms share no finite bucket bound (`le`)")
+    c_total, s_total = canary[math.inf], stable[math.inf]
+    return [f"slower than {b:g}s" for b in bounds], Totals(
+        canary_requests=c_total,
+        stable_requests=s_total,
+        canary_events=tuple(max(0.0, c_total - canary[b]) for b in bounds),
+        stable_events=tuple(max(0.0, s_total - stable[b]) for b in bounds),
+    )

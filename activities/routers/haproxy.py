@@ -63,7 +63,12 @@ class HAProxyTrafficRouter:
         server failed to answer (`econ` + `eresp` + `wredis`) count in both: the canary
         failed them, even when a redispatch to stable saved the user.
         """
-        return await self._counters(self.spec.canary_server)
+        return (await self._counters(self.spec.canary_server))[self.spec.canary_server]
+
+    async def both_counters(self) -> tuple[ServerCounters, ServerCounters]:
+        """(stable, canary) cumulative counters from one `show stat`, so both are of the same moment."""
+        rows = await self._counters(self.spec.stable_server, self.spec.canary_server)
+        return rows[self.spec.stable_server], rows[self.spec.canary_server]
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """Set canary `canary_weight` and stable `100 - canary_weight`, then verify by reading back.
@@ -90,7 +95,7 @@ class HAProxyTrafficRouter:
         if not 0 <= canary_weight <= 100:
             raise ValueError(f"canary_weight must be within 0..100, got {canary_weight}")
         stable_weight = 100 - canary_weight
-        before = await self.canary_counters()
+        stable_before, before = await self.both_counters()
         current_stable = await self._get_weight(self.spec.stable_server)
         order = [
             (self.spec.canary_server, canary_weight),
@@ -110,7 +115,9 @@ class HAProxyTrafficRouter:
                 "be changing weights",
                 type=errors.TRAFFIC_NOT_APPLIED,
             )
-        return self._state(stable_read, canary_read, before)
+        state = self._state(stable_read, canary_read, before)
+        state.stable_counters = stable_before
+        return state
 
     # --- runtime API ----------------------------------------------------------------------
 
@@ -146,23 +153,28 @@ class HAProxyTrafficRouter:
         if reply:
             self._reject(f"set weight {self.spec.backend}/{server} {weight}", reply)
 
-    async def _counters(self, server: str) -> ServerCounters:
+    async def _counters(self, *servers: str) -> dict[str, ServerCounters]:
         # `show stat <proxy> 4 -1`: servers (type 4) of one proxy, all server ids.
-        reply = await self._command(f"show stat {self.spec.backend} 4 -1", server)
+        reply = await self._command(f"show stat {self.spec.backend} 4 -1", servers[0])
         lines = reply.splitlines()
         if not lines or not lines[0].startswith("# "):
             self._reject(f"show stat {self.spec.backend} 4 -1", reply)
         rows = csv.DictReader([lines[0][2:], *lines[1:]])
+        found: dict[str, ServerCounters] = {}
         for row in rows:
-            if row.get("pxname") == self.spec.backend and row.get("svname") == server:
+            name = row.get("svname")
+            if row.get("pxname") == self.spec.backend and name in servers and name not in found:
                 try:
                     failed = sum(int(row[col] or 0) for col in _FAILED_COLUMNS)
                     responses = sum(int(row[col] or 0) for col in _RESPONSE_COLUMNS) + failed
                     errors_5xx = int(row["hrsp_5xx"] or 0) + failed
                 except (KeyError, ValueError):
                     self._reject(f"show stat {self.spec.backend} 4 -1", lines[0])
-                return ServerCounters(responses=responses, errors_5xx=errors_5xx)
-        raise self._no_such_server(server)
+                found[name] = ServerCounters(responses=responses, errors_5xx=errors_5xx)
+        for server in servers:
+            if server not in found:
+                raise self._no_such_server(server)
+        return found
 
     def _no_such_server(self, server: str) -> ApplicationError:
         return ApplicationError(

@@ -95,7 +95,7 @@ def test_metric_without_bound() -> None:
     path, msg = only_issue(err)
     assert path == "analysis.metrics[2]" and "needs a bound" in msg
     path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][0].pop("max")))
-    assert path == "analysis.metrics[0].max" and "missing" in msg
+    assert path == "analysis.metrics[0]" and "needs `max:`" in msg and "compare: stable" in msg
     path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][1].pop("min_success_ratio")))
     assert path == "analysis.metrics[1].min_success_ratio" and "missing" in msg
 
@@ -183,3 +183,66 @@ def test_format_duration() -> None:
         "1h",
         "1h2m5.5s",
     ]
+
+
+# --- compare: stable ------------------------------------------------------------------------
+
+COMPARE = yaml.safe_load((ROOT / "examples" / "compare.yaml").read_text())
+
+
+def compare_rejected(mutate: Any) -> SpecError:
+    data = copy.deepcopy(COMPARE)
+    mutate(data)
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    return err.value
+
+
+def test_compare_example_validates_with_defaults_and_round_trips() -> None:
+    spec = load_spec((ROOT / "examples" / "compare.yaml").read_text())
+    assert spec.analysis is not None
+    haproxy, prom_errors, latency = spec.analysis.metrics
+    assert haproxy.provider == "haproxy" and haproxy.compare == "stable" and haproxy.max is None
+    assert (haproxy.alpha, haproxy.tolerance, haproxy.min_requests) == (0.01, 0.1, 200)
+    assert prom_errors.provider == "prometheus" and not prom_errors.compares_latency
+    assert latency.provider == "prometheus" and latency.compares_latency and latency.tolerance == 0.2
+    assert RolloutSpec.model_validate(spec.model_dump(mode="json")) == spec
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where", "says"),
+    [
+        (lambda d: d["analysis"]["metrics"][0].pop("compare"), "analysis.metrics[0]", "needs `max:`"),
+        (lambda d: d["analysis"]["metrics"][0].__setitem__("max", 0.01), "analysis.metrics[0]", "not both"),
+        (lambda d: d["analysis"]["metrics"][0].__setitem__("alpha", 0.5), "analysis.metrics[0].alpha", "0.2"),
+        (
+            lambda d: d["analysis"]["metrics"][0].__setitem__("tolerance", -1),
+            "analysis.metrics[0].tolerance",
+            "0",
+        ),
+        (
+            lambda d: d["analysis"]["metrics"][1].pop("errors"),
+            "analysis.metrics[1]",
+            "needs `requests` and `errors`",
+        ),
+        (
+            lambda d: d["analysis"]["metrics"][1].__setitem__("max", 1),
+            "analysis.metrics[1]",
+            "instead of `query`",
+        ),
+        (
+            lambda d: d["analysis"]["metrics"][2].__setitem__("errors", "x"),
+            "analysis.metrics[2]",
+            "not both",
+        ),
+        (
+            lambda d: d["analysis"]["metrics"][2].pop("compare"),
+            "analysis.metrics[2]",
+            "only apply with `compare",
+        ),
+        (lambda d: d.pop("stable_version"), "", "needs `stable_version:`"),
+    ],
+)
+def test_compare_fields_are_checked(mutate: Any, where: str, says: str) -> None:
+    path, msg = only_issue(compare_rejected(mutate))
+    assert path == where and says in msg, (path, msg)

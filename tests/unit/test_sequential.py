@@ -1,0 +1,174 @@
+"""The sequential comparison: validity under H0 at a fixed seed, power, sample-size rules, edge cases."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from activities import sequential
+from activities.providers._compare import compare_verdict
+from activities.sequential import Totals, advance, log_e_value, log_e_value_of_bounds, split_log_lr
+from contracts.calls import AnalyzeInput
+from contracts.spec import HAProxyRouter
+from contracts.status import Verdict
+
+ROUTER = HAProxyRouter(
+    type="haproxy", admin_socket="/x.sock", backend="be", stable_server="s", canary_server="c"
+)
+
+
+def streams(
+    rng: np.random.Generator,
+    runs: int,
+    intervals: int,
+    rps: float,
+    stable_rate: float,
+    canary_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Poisson requests with a time-varying load, weights 10% -> 50% -> 90%, Bernoulli errors."""
+    t = np.arange(intervals)
+    load = rps * 5 * (1 + 0.6 * np.sin(t / 7))
+    weight = np.where(t < intervals // 3, 0.1, np.where(t < 2 * intervals // 3, 0.5, 0.9))
+    n_c = rng.poisson(load * weight, (runs, intervals))
+    n_s = rng.poisson(load * (1 - weight), (runs, intervals))
+    return rng.binomial(n_c, canary_rate), rng.binomial(n_s, stable_rate), n_c, n_s
+
+
+@pytest.mark.parametrize(
+    ("rps", "rate", "tolerance"),
+    [(10, 0.01, 0.0), (100, 0.001, 0.0), (100, 0.01, 0.1), (20, 0.3, 0.0)],
+)
+def test_false_rejections_stay_under_alpha_whenever_one_looks(
+    rps: float, rate: float, tolerance: float
+) -> None:
+    rng = np.random.default_rng(7)
+    alpha = 0.05  # a larger alpha gives the simulation resolution; the bound is the same theorem
+    x_c, x_s, n_c, n_s = streams(rng, 2000, 90, rps, rate, rate)
+    running = np.cumsum(split_log_lr(x_c, x_s, n_c, n_s, tolerance), axis=1)
+    ever_rejected = (log_e_value(running) >= math.log(1 / alpha)).any(axis=1)
+    assert ever_rejected.mean() <= alpha  # checked at every one of the 90 looks
+
+
+def test_a_canary_at_the_tolerance_edge_is_still_not_rejected_too_often() -> None:
+    rng = np.random.default_rng(11)
+    x_c, x_s, n_c, n_s = streams(rng, 2000, 90, 50, 0.01, 0.011)  # exactly 1 + tolerance
+    running = np.cumsum(split_log_lr(x_c, x_s, n_c, n_s, 0.1), axis=1)
+    assert (log_e_value(running) >= math.log(20)).any(axis=1).mean() <= 0.05
+
+
+@pytest.mark.parametrize(("stable", "canary"), [(0.01, 0.05), (0.001, 0.01), (0.01, 0.03)])
+def test_clear_regressions_are_rejected(stable: float, canary: float) -> None:
+    rng = np.random.default_rng(3)
+    x_c, x_s, n_c, n_s = streams(rng, 200, 90, 100, stable, canary)
+    running = np.cumsum(split_log_lr(x_c, x_s, n_c, n_s, 0.1), axis=1)
+    assert (log_e_value(running) >= math.log(100)).any(axis=1).mean() >= 0.95
+
+
+def test_a_better_canary_gathers_no_evidence() -> None:
+    rng = np.random.default_rng(5)
+    x_c, x_s, n_c, n_s = streams(rng, 200, 90, 100, 0.05, 0.01)
+    running = np.cumsum(split_log_lr(x_c, x_s, n_c, n_s, 0.0), axis=1)
+    assert log_e_value(running).max() < 1.0
+
+
+def test_log_e_value_of_bounds_averages_bounds() -> None:
+    a = np.zeros((3, len(sequential.ALTERNATIVES)))
+    a[1] = math.log(30)
+    assert float(log_e_value_of_bounds(a)) == pytest.approx(math.log((1 + 30 + 1) / 3))
+
+
+def totals(c_req: float, s_req: float, c_err: float, s_err: float) -> Totals:
+    return Totals(
+        canary_requests=c_req, stable_requests=s_req, canary_events=(c_err,), stable_events=(s_err,)
+    )
+
+
+def test_advance_accumulates_increments_and_stays_rejected() -> None:
+    first = advance(None, totals(100, 900, 20, 9), tolerance=0.1, alpha=0.01)
+    assert first.rejected and first.e_value >= 100
+    calm = advance(first, totals(10_000, 90_000, 120, 900), tolerance=0.1, alpha=0.01)
+    assert calm.rejected  # Ville's inequality is about the supremum: a later dip does not undo it
+    stepwise = advance(
+        advance(None, totals(50, 450, 1, 4), tolerance=0, alpha=0.01),
+        totals(100, 900, 2, 9),
+        tolerance=0,
+        alpha=0.01,
+    )
+    assert stepwise.totals == totals(100, 900, 2, 9)
+    assert len(stepwise.log_lr) == 1 and len(stepwise.log_lr[0]) == len(sequential.ALTERNATIVES)
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        totals(0, 0, 0, 0),  # no traffic at all
+        totals(0, 500, 0, 5),  # no traffic on the new version
+        totals(500, 0, 5, 0),  # no traffic on stable
+        totals(500, 4500, 0, 0),  # zero errors everywhere
+        totals(10, 90, 30, 0),  # more errors than requests (a scrape race): clipped
+    ],
+)
+def test_edge_cases_give_numbers_not_exceptions(t: Totals) -> None:
+    evidence = advance(None, t, tolerance=0.1, alpha=0.01)
+    assert math.isfinite(evidence.log_e)
+    assert evidence.e_value <= 1.0 + 1e-9 or t.canary_events[0] > t.canary_requests
+
+
+def test_a_counter_reset_counts_since_the_reset() -> None:
+    before = advance(None, totals(1000, 9000, 10, 90), tolerance=0.1, alpha=0.01)
+    after = advance(before, totals(50, 450, 1, 4), tolerance=0.1, alpha=0.01)
+    assert after.reset and not after.rejected and math.isfinite(after.log_e)
+
+
+def tick(**fields: object) -> AnalyzeInput:
+    return AnalyzeInput.model_validate(
+        {"service": "s", "version": "v2", "router": ROUTER, "metrics": [], **fields}
+    )
+
+
+def judge(t: Totals, previous: AnalyzeInput | None = None, min_requests: int = 100):  # type: ignore[no-untyped-def]
+    return compare_verdict(
+        "errors",
+        "errors",
+        ["5xx"],
+        t,
+        previous or tick(),
+        alpha=0.01,
+        tolerance=0.1,
+        min_requests=min_requests,
+    )
+
+
+def test_too_little_traffic_is_inconclusive_never_a_pass() -> None:
+    v = judge(totals(40, 5000, 0, 50))
+    assert v.verdict is Verdict.INCONCLUSIVE
+    assert "not enough traffic: 40 new / 5000 stable requests, 100 each needed" in v.detail
+    assert v.comparison is not None and v.comparison.canary_requests == 40
+
+
+def test_enough_traffic_without_evidence_passes_with_its_numbers() -> None:
+    v = judge(totals(1000, 9000, 10, 90))
+    assert v.verdict is Verdict.PASS, v.detail
+    assert v.detail.startswith("5xx: new 1% (10/1000) vs stable 1% (90/9000): no evidence")
+    assert v.bound == "e < 100" and v.value is not None and v.value < 1
+    assert v.counts["new_rate"] == pytest.approx(0.01) and v.counts["stable_requests"] == 9000
+
+
+def test_a_clear_regression_fails_even_before_min_requests() -> None:
+    v = judge(totals(60, 540, 12, 5))
+    assert v.verdict is Verdict.FAIL, v.detail
+    assert "worse than stable by more than 10%" in v.detail
+    assert v.comparison is not None and v.comparison.rejected and v.comparison.e_value >= 100
+
+
+def test_the_test_continues_from_the_previous_verdict() -> None:
+    first = judge(totals(200, 1800, 6, 18))
+    again = judge(totals(400, 3600, 16, 36), previous=tick(previous=[first]))
+    fresh = judge(totals(400, 3600, 16, 36))
+    assert again.comparison is not None and fresh.comparison is not None
+    # two intervals with the same share: the same evidence as one interval of their sum
+    assert again.comparison.e_value == pytest.approx(fresh.comparison.e_value, rel=1e-9)
+    assert again.at >= first.at and datetime.now(UTC) >= again.at
