@@ -7,7 +7,15 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from contracts.durations import format_duration
-from contracts.spec import HAProxyMetric, HttpMetric, MetricSpec, PrometheusMetric, RolloutSpec
+from contracts.spec import (
+    CloudWatchAlarmGate,
+    CloudWatchMetric,
+    HAProxyMetric,
+    HttpMetric,
+    MetricSpec,
+    PrometheusMetric,
+    RolloutSpec,
+)
 
 StepKind = Literal["set_weight", "bake", "wait"]
 
@@ -80,6 +88,8 @@ def build_plan(spec: RolloutSpec) -> Plan:
 
 def pass_rule(metric: MetricSpec) -> str:
     """What a metric must show to pass, in words: `error ratio ≤ 0.01 (at least 20 requests)`."""
+    if isinstance(metric, CloudWatchMetric | CloudWatchAlarmGate):
+        return metric.describe()
     if isinstance(metric, HAProxyMetric):
         return f"error ratio ≤ {metric.max:g} (at least {metric.min_requests} requests)"
     if isinstance(metric, HttpMetric):
@@ -106,7 +116,7 @@ def static_summary(spec: RolloutSpec) -> str:
     count = len(spec.effective_steps())
     return (
         f"{spec.service}: {versions(spec)}, {count} step{'s' if count != 1 else ''} "
-        f"(canary via {spec.router.type} {spec.router.backend})"
+        f"(canary via {spec.router.describe().replace('`', '')})"
     )
 
 
@@ -117,10 +127,8 @@ def _cell(text: str) -> str:
 def static_details(plan: Plan, started_by: str) -> str:
     """Markdown for the Temporal UI: the timeline and the metrics as tables."""
     spec = plan.spec
-    router = spec.router
     lines = [
-        f"**{spec.service}**: {versions(spec)} via {router.type} `{router.backend}` "
-        f"(stable server `{router.stable_server}`, canary server `{router.canary_server}`)",
+        f"**{spec.service}**: {versions(spec)} via {spec.router.describe()}",
         "",
         "| # | step | canary weight after | shortest elapsed |",
         "|---|---|---|---|",
