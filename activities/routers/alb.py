@@ -34,14 +34,15 @@ class ALBTrafficRouter:
         """Both target groups exist, are in the forward action and have a healthy target."""
         actions = await self._actions()
         groups = _groups(self._forward(actions)[1])
-        described = await self._call(
-            "describe_target_groups",
-            TargetGroupArns=[self.spec.stable_target_group_arn, self.spec.canary_target_group_arn],
-        )
-        found = {g["TargetGroupArn"] for g in described.get("TargetGroups", [])}
         for role, arn in self._roles():
-            if arn not in found:
-                raise self._config(f"the {role} target group {arn} does not exist")
+            try:
+                await self._call("describe_target_groups", TargetGroupArns=[arn])
+            except ApplicationError as err:
+                if err.type != errors.ROUTER_CONFIG:
+                    raise
+                raise self._config(
+                    f"the {role} target group {_short(arn)} does not exist: {err.message}"
+                ) from None
             if arn not in {g["TargetGroupArn"] for g in groups}:
                 raise self._config(
                     f"the {role} target group {_short(arn)} is not in the forward action; add it "

@@ -29,6 +29,7 @@ class ApiGatewayTrafficRouter:
 
     async def preflight(self) -> TrafficState:
         """The stage and both deployments exist, and the stage serves one of them."""
+        state = await self.read_weights()
         for role, deployment in (
             ("stable", self.spec.stable_deployment_id),
             ("canary", self.spec.canary_deployment_id),
@@ -42,7 +43,6 @@ class ApiGatewayTrafficRouter:
                     f"the {role} deployment {deployment} does not exist in REST API "
                     f"{self.spec.rest_api_id}: {err.message}"
                 ) from None
-        state = await self.read_weights()
         state.detail = f"{self._where}: {state.detail}"
         return state
 
