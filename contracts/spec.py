@@ -321,9 +321,10 @@ class Route53Router(_Strict):
                 "stable_set_identifier and canary_set_identifier are the same record; "
                 "name the two weighted records of the old and the new version"
             )
-        if self.wait_after_change > timedelta(seconds=20):
+        if self.wait_after_change > timedelta(seconds=15):
             raise ValueError(
-                "wait_after_change is at most 20s (it runs inside the 30s traffic activity); for a "
+                "wait_after_change is at most 15s (it runs inside the 30s traffic activity, after up "
+                "to 10s waiting for INSYNC); for a "
                 "longer TTL add `- pause: <TTL>` steps after each `set_weight` instead"
             )
         return self
