@@ -587,18 +587,6 @@ class RolloutSpec(_Strict):
     steps: Annotated[list[Step], Field(min_length=1)]
     analysis: AnalysisSpec | None = None
 
-    @model_validator(mode="after")
-    def _router_counters(self) -> RolloutSpec:
-        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
-        if self.analysis is not None and self.router.type != "haproxy":
-            for metric in self.analysis.metrics:
-                if metric.provider == "haproxy":
-                    raise ValueError(
-                        f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
-                        f"but the router is {self.router.type}; use provider cloudwatch instead"
-                    )
-        return self
-
     @property
     def workflow_id(self) -> str:
         """At most one running rollout per service: the service names the workflow."""
@@ -615,6 +603,18 @@ class RolloutSpec(_Strict):
         """A short stable hash of the spec, so a CI re-run can recognise its own rollout."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @model_validator(mode="after")
+    def _router_counters(self) -> RolloutSpec:
+        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
+        if self.analysis is not None and self.router.type != "haproxy":
+            for metric in self.analysis.metrics:
+                if metric.provider == "haproxy":
+                    raise ValueError(
+                        f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
+                        f"but the router is {self.router.type}; use provider cloudwatch instead"
+                    )
+        return self
 
 
 def workflow_id_for(service: str) -> str:

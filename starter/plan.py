@@ -88,8 +88,6 @@ def build_plan(spec: RolloutSpec) -> Plan:
 
 def pass_rule(metric: MetricSpec) -> str:
     """What a metric must show to pass, in words: `error ratio ≤ 0.01 (at least 20 requests)`."""
-    if isinstance(metric, CloudWatchMetric | CloudWatchAlarmGate):
-        return metric.describe()
     if isinstance(metric, HAProxyMetric):
         return f"error ratio ≤ {metric.max:g} (at least {metric.min_requests} requests)"
     if isinstance(metric, HttpMetric):
@@ -97,6 +95,8 @@ def pass_rule(metric: MetricSpec) -> str:
             f"≥ {metric.min_success_ratio:.0%} of {metric.requests} GET {metric.url} "
             f"answer 2xx/3xx within {format_duration(metric.timeout)}"
         )
+    if isinstance(metric, CloudWatchMetric | CloudWatchAlarmGate):
+        return metric.describe()
     assert isinstance(metric, PrometheusMetric)
     bounds = []
     if metric.min is not None:
