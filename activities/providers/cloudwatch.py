@@ -42,7 +42,10 @@ class CloudWatchStats:
         wanted = {key: q for key, q in queries.items() if q is not None}
         bound = _bound(metric)
         try:
-            series = await _metric_data(metric.region, wanted, period, start, now, metric.name)
+            # End a period after now: data points from this very second are included (the API
+            # compares with whole seconds), and a future end is allowed and returns nothing more.
+            end = now + timedelta(seconds=period)
+            series = await _metric_data(metric.region, wanted, period, start, end, metric.name)
         except ApplicationError as err:
             return verdict(metric.name, Verdict.INCONCLUSIVE, f"CloudWatch: {err.message}", bound=bound)
 
