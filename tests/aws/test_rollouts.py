@@ -96,6 +96,7 @@ class Rollout:
     server: DevServer
     workdir: Path
     target: Target
+    worker: ManagedProcess
 
     def spec(self, steps: list[dict[str, Any]], **analysis: Any) -> Path:
         data: dict[str, Any] = {
@@ -142,7 +143,10 @@ class Rollout:
         try:
             wait_until(ok, timeout, interval=0.3, what="rollout status")
         except TimeoutError as err:
-            raise AssertionError(f"status never matched; last: {json.dumps(last, indent=1)}") from err
+            raise AssertionError(
+                f"status never matched; last: {json.dumps(last, indent=1)}\n"
+                f"worker log:\n{self.worker.log_tail(40)}"
+            ) from err
         return last
 
 
@@ -159,7 +163,7 @@ def rollout(
 ) -> Rollout:
     kind: str = request.param
     service = f"{kind.replace('_', '-')}-{os.getpid() % 10000}-{next(_services)}"
-    return Rollout(service, dev_server, tmp_path, TARGETS[kind]())
+    return Rollout(service, dev_server, tmp_path, TARGETS[kind](), aws_worker)
 
 
 def put_counts(errors: float, requests: float) -> None:
@@ -247,7 +251,8 @@ def test_abort_rolls_back(rollout: Rollout) -> None:
 
 @pytest.fixture
 def alb_rollout(aws_worker: ManagedProcess, dev_server: DevServer, tmp_path: Path) -> Rollout:
-    return Rollout(f"alb-alarm-{os.getpid() % 10000}-{next(_services)}", dev_server, tmp_path, alb_target())
+    service = f"alb-alarm-{os.getpid() % 10000}-{next(_services)}"
+    return Rollout(service, dev_server, tmp_path, alb_target(), aws_worker)
 
 
 def test_cloudwatch_alarm_in_alarm_rolls_back(alb_rollout: Rollout) -> None:
@@ -287,6 +292,7 @@ def test_preflight_failure_leaves_the_listener_alone(
         dev_server,
         tmp_path,
         Target(alb.router(), lambda: 0, alb.default_action),
+        aws_worker,
     )
     rollout.start(rollout.spec([{"set_weight": 50}]))
     final = rollout.wait(lambda s: s["phase"] == "rolled_back")
