@@ -114,9 +114,239 @@ class HAProxyRouter(_Strict):
             )
         return self
 
+    def describe(self) -> str:
+        """One line for plans and the UI: which router splits traffic between which two targets."""
+        return (
+            f"haproxy `{self.backend}` (stable server `{self.stable_server}`, "
+            f"canary server `{self.canary_server}`)"
+        )
 
-RouterSpec = Annotated[HAProxyRouter, Field(discriminator="type")]
-ROUTER_TYPES: tuple[str, ...] = ("haproxy",)
+
+# --- AWS routers (activities/routers/aws_*.py) ------------------------------------------------
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+_ARN_PARTITION_REGION_ACCOUNT = r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
+_LISTENER_ARN = re.compile(
+    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:listener/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+$"
+)
+_RULE_ARN = re.compile(
+    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:listener-rule/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+$"
+)
+_TARGET_GROUP_ARN = re.compile(
+    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:targetgroup/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+$"
+)
+_LAMBDA_FUNCTION = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}$")
+_LAMBDA_ALIAS = re.compile(r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$")
+_LAMBDA_VERSION = re.compile(r"^[1-9]\d{0,9}$")
+_APIGW_ID = re.compile(r"^[a-z0-9]{1,64}$")
+_APIGW_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_HOSTED_ZONE = re.compile(r"^(?:/hostedzone/)?[A-Z0-9]{1,32}$")
+_DNS_NAME = re.compile(
+    r"^(?:\*\.)?(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_-]{1,63}\.?$"
+)
+_SET_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:+=@/ -]{1,128}$")
+
+
+def _pattern(regex: re.Pattern[str], what: str, example: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}, e.g. {example!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+AwsRegion = Annotated[str, _pattern(_AWS_REGION, "an AWS region", "eu-west-1")]
+ListenerArn = Annotated[
+    str,
+    _pattern(
+        _LISTENER_ARN,
+        "an ALB listener ARN",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2",
+    ),
+]
+RuleArn = Annotated[
+    str,
+    _pattern(
+        _RULE_ARN,
+        "an ALB listener rule ARN",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/web/50dc6c495c0c9188/"
+        "f2f7dc8efc522ab2/9683b2d02a6cabee",
+    ),
+]
+TargetGroupArn = Annotated[
+    str,
+    _pattern(
+        _TARGET_GROUP_ARN,
+        "a target group ARN",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/checkout-v2/73e2d6bc24d8a067",
+    ),
+]
+
+
+def _region_of(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+class ALBRouter(_Strict):
+    """An ALB listener's forward action (its default action, or one rule) with two weighted target groups."""
+
+    type: Literal["alb"]
+    listener_arn: ListenerArn
+    rule_arn: RuleArn | None = None
+    stable_target_group_arn: TargetGroupArn
+    canary_target_group_arn: TargetGroupArn
+    region: AwsRegion | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ALBRouter:
+        if self.stable_target_group_arn == self.canary_target_group_arn:
+            raise ValueError(
+                "stable_target_group_arn and canary_target_group_arn are the same target group; "
+                "name the groups that run the old and the new version"
+            )
+        if self.rule_arn is not None:
+            listener_path = self.listener_arn.split(":listener/", 1)[1]
+            rule_path = self.rule_arn.split(":listener-rule/", 1)[1]
+            if rule_path.rsplit("/", 1)[0] != listener_path:
+                raise ValueError("rule_arn is not a rule of listener_arn; take both from the same listener")
+        return self
+
+    @property
+    def aws_region(self) -> str:
+        """`region`, or the region in the listener ARN."""
+        return self.region or _region_of(self.listener_arn)
+
+    def describe(self) -> str:
+        """One line for plans and the UI: which router splits traffic between which two targets."""
+        where = f"rule `{self.rule_arn.rsplit('/', 1)[1]}`" if self.rule_arn else "default action"
+        listener = self.listener_arn.split(":listener/", 1)[1]
+        return (
+            f"alb listener `{listener}` {where} (stable target group "
+            f"`{self.stable_target_group_arn.split(':targetgroup/', 1)[1]}`, canary target group "
+            f"`{self.canary_target_group_arn.split(':targetgroup/', 1)[1]}`)"
+        )
+
+
+class LambdaAliasRouter(_Strict):
+    """A Lambda alias whose primary version is stable, with weighted routing to the new version."""
+
+    type: Literal["lambda_alias"]
+    function_name: Annotated[str, _pattern(_LAMBDA_FUNCTION, "a Lambda function name or ARN", "checkout-api")]
+    alias: Annotated[str, _pattern(_LAMBDA_ALIAS, "a Lambda alias name (not a number)", "live")]
+    stable_function_version: Annotated[
+        str, _pattern(_LAMBDA_VERSION, "a published Lambda version number (not $LATEST)", "7")
+    ]
+    canary_function_version: Annotated[
+        str, _pattern(_LAMBDA_VERSION, "a published Lambda version number (not $LATEST)", "8")
+    ]
+    region: AwsRegion | None = None
+
+    @model_validator(mode="after")
+    def _distinct_versions(self) -> LambdaAliasRouter:
+        if self.stable_function_version == self.canary_function_version:
+            raise ValueError(
+                "stable_function_version and canary_function_version are the same version; "
+                "publish the new code as a new version first (`aws lambda publish-version`)"
+            )
+        return self
+
+    @property
+    def aws_region(self) -> str | None:
+        """`region`, the region in a function ARN, or None for boto3's default."""
+        if self.region:
+            return self.region
+        return _region_of(self.function_name) if self.function_name.startswith("arn:") else None
+
+    def describe(self) -> str:
+        """One line for plans and the UI: which router splits traffic between which two targets."""
+        return (
+            f"lambda_alias `{self.function_name}:{self.alias}` (stable version "
+            f"`{self.stable_function_version}`, canary version `{self.canary_function_version}`)"
+        )
+
+
+class ApiGatewayRouter(_Strict):
+    """A REST API stage's canary settings: `percentTraffic` to the canary deployment."""
+
+    type: Literal["apigateway"]
+    rest_api_id: Annotated[str, _pattern(_APIGW_ID, "a REST API id", "a1b2c3d4e5")]
+    stage: Annotated[str, _pattern(_APIGW_STAGE, "a stage name", "prod")]
+    stable_deployment_id: Annotated[str, _pattern(_APIGW_ID, "a deployment id", "abc123")]
+    canary_deployment_id: Annotated[str, _pattern(_APIGW_ID, "a deployment id", "def456")]
+    region: AwsRegion | None = None
+
+    @model_validator(mode="after")
+    def _distinct_deployments(self) -> ApiGatewayRouter:
+        if self.stable_deployment_id == self.canary_deployment_id:
+            raise ValueError(
+                "stable_deployment_id and canary_deployment_id are the same deployment; "
+                "deploy the new version first (`aws apigateway create-deployment`)"
+            )
+        return self
+
+    @property
+    def aws_region(self) -> str | None:
+        """`region`, or None for boto3's default."""
+        return self.region
+
+    def describe(self) -> str:
+        """One line for plans and the UI: which router splits traffic between which two targets."""
+        return (
+            f"apigateway `{self.rest_api_id}/{self.stage}` (stable deployment "
+            f"`{self.stable_deployment_id}`, canary deployment `{self.canary_deployment_id}`)"
+        )
+
+
+class Route53Router(_Strict):
+    """Two weighted records (same name and type, different SetIdentifier) in one hosted zone."""
+
+    type: Literal["route53"]
+    hosted_zone_id: Annotated[str, _pattern(_HOSTED_ZONE, "a hosted zone id", "Z0123456789ABCDEFGHIJ")]
+    record_name: Annotated[str, _pattern(_DNS_NAME, "a DNS name", "api.example.com")]
+    record_type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NAPTR", "PTR", "SPF", "DS"] = "A"
+    stable_set_identifier: Annotated[
+        str, _pattern(_SET_IDENTIFIER, "a record SetIdentifier (1-128 characters)", "checkout-v1")
+    ]
+    canary_set_identifier: Annotated[
+        str, _pattern(_SET_IDENTIFIER, "a record SetIdentifier (1-128 characters)", "checkout-v2")
+    ]
+    wait_after_change: Duration = timedelta(0)
+    """Time to wait after each change is INSYNC, so resolvers' caches (the records' TTL) expire."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Route53Router:
+        if self.stable_set_identifier == self.canary_set_identifier:
+            raise ValueError(
+                "stable_set_identifier and canary_set_identifier are the same record; "
+                "name the two weighted records of the old and the new version"
+            )
+        if self.wait_after_change > timedelta(seconds=15):
+            raise ValueError(
+                "wait_after_change is at most 15s (it runs inside the 30s traffic activity, after up "
+                "to 10s waiting for INSYNC); for a "
+                "longer TTL add `- pause: <TTL>` steps after each `set_weight` instead"
+            )
+        return self
+
+    @property
+    def aws_region(self) -> str | None:
+        """Route 53 is global; boto3's default region is used for signing."""
+        return None
+
+    def describe(self) -> str:
+        """One line for plans and the UI: which router splits traffic between which two targets."""
+        return (
+            f"route53 `{self.record_name}` {self.record_type} (stable record `{self.stable_set_identifier}`, "
+            f"canary record `{self.canary_set_identifier}`)"
+        )
+
+
+RouterSpec = Annotated[
+    HAProxyRouter | ALBRouter | LambdaAliasRouter | ApiGatewayRouter | Route53Router,
+    Field(discriminator="type"),
+]
+ROUTER_TYPES: tuple[str, ...] = ("haproxy", "alb", "lambda_alias", "apigateway", "route53")
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -290,8 +520,101 @@ class PrometheusMetric(_ComparableMetric):
         return self
 
 
-MetricSpec = Annotated[HAProxyMetric | HttpMetric | PrometheusMetric, Field(discriminator="provider")]
-PROVIDER_TYPES: tuple[str, ...] = ("haproxy", "http", "prometheus")
+_CW_NAMESPACE = re.compile(r"^[^:\s][^:]{0,254}$")
+_CW_STAT = re.compile(r"^(?:SampleCount|Average|Sum|Minimum|Maximum|p\d{1,2}(?:\.\d+)?|[A-Za-z]{2}\(.*\))$")
+
+
+class CloudWatchQuery(_Strict):
+    """One CloudWatch metric (namespace, name, dimensions) and the statistic to read from it."""
+
+    namespace: Annotated[str, _pattern(_CW_NAMESPACE, "a CloudWatch namespace", "AWS/ApplicationELB")]
+    metric_name: Annotated[str, Field(min_length=1, max_length=255)]
+    dimensions: Annotated[dict[str, str], Field(max_length=30)] = {}
+    stat: Annotated[str, _pattern(_CW_STAT, "a CloudWatch statistic", "Sum")] = "Sum"
+
+
+class CloudWatchMetric(_MetricBase):
+    """CloudWatch `GetMetricData` over the analysis window: an error ratio, or one value with bounds.
+
+    Either `errors` and `requests` (two counts summed over the window; the ratio must stay
+    at or below `max`, with at least `min_requests` requests), or `value` (the statistic over
+    the window must stay within `min`/`max`).
+    """
+
+    provider: Literal["cloudwatch"]
+    errors: CloudWatchQuery | None = None
+    requests: CloudWatchQuery | None = None
+    value: CloudWatchQuery | None = None
+    max: float | None = None
+    min: float | None = None
+    min_requests: Annotated[int, Field(ge=1)] = 20
+    period: Duration = timedelta(seconds=60)
+    window: Duration | None = None
+    """How far back to look; by default since the new version's first weight > 0."""
+    region: AwsRegion | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> CloudWatchMetric:
+        ratio = self.errors is not None or self.requests is not None
+        if ratio and self.value is not None:
+            raise ValueError("use either `errors` and `requests` (a ratio) or `value`, not both")
+        if ratio:
+            if self.errors is None or self.requests is None:
+                raise ValueError("a ratio needs both `errors` and `requests`")
+            if self.errors.stat != "Sum" or self.requests.stat != "Sum":
+                raise ValueError("`errors` and `requests` are counts: their stat must be Sum")
+            if self.max is None or self.min is not None:
+                raise ValueError("an error ratio needs `max:` (the highest ratio that passes) and no `min:`")
+        elif self.value is None:
+            raise ValueError("say what to measure: `errors` and `requests` (a ratio) or `value`")
+        elif self.max is None and self.min is None:
+            raise ValueError("a cloudwatch value needs a bound; add `max:` and/or `min:`")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max}); nothing could pass")
+        seconds = self.period.total_seconds()
+        if (
+            seconds < 1
+            or (seconds >= 60 and seconds % 60)
+            or (seconds < 60 and seconds not in (1, 5, 10, 30))
+        ):
+            raise ValueError("period must be 1s, 5s, 10s, 30s or a multiple of 60s (CloudWatch's rule)")
+        return self
+
+    def describe(self) -> str:
+        """What the metric must show to pass, in words."""
+        if self.errors is not None and self.requests is not None:
+            return (
+                f"CloudWatch {self.errors.metric_name}/{self.requests.metric_name} ≤ {self.max:g} "
+                f"(at least {self.min_requests} requests)"
+            )
+        assert self.value is not None
+        bounds = [
+            f"≥ {self.min:g}" if self.min is not None else "",
+            f"≤ {self.max:g}" if self.max is not None else "",
+        ]
+        return f"CloudWatch {self.value.metric_name} {self.value.stat} {' and '.join(b for b in bounds if b)}"
+
+
+class CloudWatchAlarmGate(_MetricBase):
+    """Fails while any of the named CloudWatch alarms is in the ALARM state."""
+
+    provider: Literal["cloudwatch_alarm"]
+    alarms: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=100)
+    ]
+    on_insufficient_data: Literal["pass", "inconclusive"] = "pass"
+    region: AwsRegion | None = None
+
+    def describe(self) -> str:
+        """What the metric must show to pass, in words."""
+        return f"no alarm in ALARM among {', '.join(self.alarms)}"
+
+
+MetricSpec = Annotated[
+    HAProxyMetric | HttpMetric | PrometheusMetric | CloudWatchMetric | CloudWatchAlarmGate,
+    Field(discriminator="provider"),
+]
+PROVIDER_TYPES: tuple[str, ...] = ("haproxy", "http", "prometheus", "cloudwatch", "cloudwatch_alarm")
 
 
 class AnalysisSpec(_Strict):
@@ -361,6 +684,18 @@ class RolloutSpec(_Strict):
         """A short stable hash of the spec, so a CI re-run can recognise its own rollout."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @model_validator(mode="after")
+    def _router_counters(self) -> RolloutSpec:
+        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
+        if self.analysis is not None and self.router.type != "haproxy":
+            for metric in self.analysis.metrics:
+                if metric.provider == "haproxy":
+                    raise ValueError(
+                        f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
+                        f"but the router is {self.router.type}; use provider cloudwatch instead"
+                    )
+        return self
 
 
 def workflow_id_for(service: str) -> str:

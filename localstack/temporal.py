@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +93,14 @@ def start_dev_server(
     return DevServer(process=proc, port=port, ui_port=ui_port)
 
 
-def start_worker(server: DevServer, log_path: Path) -> ManagedProcess:
-    """Start `python worker.py` against `server` (a real, separate worker process)."""
-    env = {**server.env(), "PYTHONUNBUFFERED": "1"}
+def start_worker(
+    server: DevServer, log_path: Path, extra_env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """Start `python worker.py` against `server` (a real, separate worker process).
+
+    `extra_env` is added to its environment (e.g. `AWS_ENDPOINT_URL` for a local moto_server).
+    """
+    env = {**server.env(), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     proc = ManagedProcess(
         [sys.executable, str(ROOT / "worker.py")], log_path, env=env, cwd=ROOT, name="sluice worker"

@@ -7,7 +7,15 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from contracts.durations import format_duration
-from contracts.spec import HAProxyMetric, HttpMetric, MetricSpec, PrometheusMetric, RolloutSpec
+from contracts.spec import (
+    CloudWatchAlarmGate,
+    CloudWatchMetric,
+    HAProxyMetric,
+    HttpMetric,
+    MetricSpec,
+    PrometheusMetric,
+    RolloutSpec,
+)
 
 StepKind = Literal["set_weight", "bake", "wait"]
 
@@ -93,6 +101,8 @@ def pass_rule(metric: MetricSpec) -> str:
             f"≥ {metric.min_success_ratio:.0%} of {metric.requests} GET {metric.url} "
             f"answer 2xx/3xx within {format_duration(metric.timeout)}"
         )
+    if isinstance(metric, CloudWatchMetric | CloudWatchAlarmGate):
+        return metric.describe()
     assert isinstance(metric, PrometheusMetric)
     bounds = []
     if metric.min is not None:
@@ -112,7 +122,7 @@ def static_summary(spec: RolloutSpec) -> str:
     count = len(spec.effective_steps())
     return (
         f"{spec.service}: {versions(spec)}, {count} step{'s' if count != 1 else ''} "
-        f"(canary via {spec.router.type} {spec.router.backend})"
+        f"(canary via {spec.router.describe().replace('`', '')})"
     )
 
 
@@ -123,10 +133,8 @@ def _cell(text: str) -> str:
 def static_details(plan: Plan, started_by: str) -> str:
     """Markdown for the Temporal UI: the timeline and the metrics as tables."""
     spec = plan.spec
-    router = spec.router
     lines = [
-        f"**{spec.service}**: {versions(spec)} via {router.type} `{router.backend}` "
-        f"(stable server `{router.stable_server}`, canary server `{router.canary_server}`)",
+        f"**{spec.service}**: {versions(spec)} via {spec.router.describe()}",
         "",
         "| # | step | canary weight after | shortest elapsed |",
         "|---|---|---|---|",

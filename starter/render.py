@@ -73,10 +73,8 @@ def render_valid(source: str, spec: RolloutSpec) -> list[str]:
 
 def render_plan(plan: Plan) -> list[str]:
     spec = plan.spec
-    router = spec.router
     lines = [
-        f"Plan for {spec.service}: {versions(spec)} via {router.type} {router.backend} "
-        f"(stable server {router.stable_server}, canary server {router.canary_server})",
+        f"Plan for {spec.service}: {versions(spec)} via {spec.router.describe().replace('`', '')}",
         "",
     ]
     rows = []

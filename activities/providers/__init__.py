@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from activities.providers.base import MetricProvider
+from activities.providers.cloudwatch import CloudWatchAlarms, CloudWatchStats
 from activities.providers.haproxy import HAProxyErrorRatio
 from activities.providers.http import HttpSmokeCheck
 from activities.providers.prometheus import PrometheusQuery
-from contracts.spec import HAProxyMetric, HttpMetric, MetricSpec, PrometheusMetric
+from contracts.spec import (
+    CloudWatchAlarmGate,
+    CloudWatchMetric,
+    HAProxyMetric,
+    HttpMetric,
+    MetricSpec,
+    PrometheusMetric,
+)
 
 
 def provider_for(metric: MetricSpec) -> MetricProvider:
@@ -17,6 +25,10 @@ def provider_for(metric: MetricSpec) -> MetricProvider:
         return HttpSmokeCheck()
     if isinstance(metric, PrometheusMetric):
         return PrometheusQuery()
+    if isinstance(metric, CloudWatchMetric):
+        return CloudWatchStats()
+    if isinstance(metric, CloudWatchAlarmGate):
+        return CloudWatchAlarms()
     raise TypeError(f"no provider for {type(metric).__name__}")  # unreachable: spec is validated
 
 

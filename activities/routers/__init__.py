@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from activities.routers.alb import ALBTrafficRouter
+from activities.routers.apigateway import ApiGatewayTrafficRouter
 from activities.routers.base import TrafficRouter
 from activities.routers.haproxy import HAProxyTrafficRouter
-from contracts.spec import HAProxyRouter, RouterSpec
+from activities.routers.lambda_alias import LambdaAliasTrafficRouter
+from activities.routers.route53 import Route53TrafficRouter
+from contracts.spec import (
+    ALBRouter,
+    ApiGatewayRouter,
+    HAProxyRouter,
+    LambdaAliasRouter,
+    Route53Router,
+    RouterSpec,
+)
 
 
 def router_for(spec: RouterSpec) -> TrafficRouter:
     """The router for `spec`; adding a router type adds a branch here and a module, nothing else."""
     if isinstance(spec, HAProxyRouter):
         return HAProxyTrafficRouter(spec)
+    if isinstance(spec, ALBRouter):
+        return ALBTrafficRouter(spec)
+    if isinstance(spec, LambdaAliasRouter):
+        return LambdaAliasTrafficRouter(spec)
+    if isinstance(spec, ApiGatewayRouter):
+        return ApiGatewayTrafficRouter(spec)
+    if isinstance(spec, Route53Router):
+        return Route53TrafficRouter(spec)
     raise TypeError(f"no router for {type(spec).__name__}")  # unreachable: the spec is validated
 
 
