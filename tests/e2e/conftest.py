@@ -86,7 +86,7 @@ class Stack:
 
     def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the Temporal CLI against this stack's dev server."""
-        from localstack.temporal import temporal_binary
+        from starter.dev import temporal_binary
 
         return subprocess.run(
             [temporal_binary(), *args, "--address", self.server.address],
