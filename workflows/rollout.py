@@ -347,7 +347,10 @@ class RolloutWorkflow:
         self._status.step_index = index
         self._status.continued_as_new += 1
         workflow.continue_as_new(
-            RolloutInput(
+            # Explicitly the same memo (the CLI's spec digest) and search attributes.
+            memo=dict(workflow.memo()),
+            search_attributes=workflow.info().typed_search_attributes,
+            arg=RolloutInput(
                 spec=self._spec,
                 spec_digest=self._input.spec_digest,
                 started_by=self._input.started_by,
@@ -362,7 +365,7 @@ class RolloutWorkflow:
                     evidence=list(self._evidence.values()),
                     analysis_running=analysis_running,
                 ),
-            )
+            ),
         )
 
     # --- analysis -------------------------------------------------------------------------

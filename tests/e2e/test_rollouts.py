@@ -206,3 +206,57 @@ def test_duplicate_start_exits_4_and_a_rerun_attaches(stack: Stack, worker: Mana
     assert again.returncode == 0, again.stderr
     wait_status(stack, lambda s: s["version"] == "v3" and s["phase"] == "paused")
     stack.sluice("abort", stack.service, "--reason", "test over")
+
+
+async def test_continue_as_new_keeps_memo_and_search_attributes_so_a_rerun_attaches(
+    stack: Stack, worker: ManagedProcess
+) -> None:
+    from temporalio.client import Client
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from contracts import search_attributes as sa
+    from contracts.calls import RolloutInput
+    from contracts.spec import load_spec
+
+    path = stack.spec(
+        [{"set_weight": 10}, {"pause": {}}],
+        interval="500ms",
+        metrics=[
+            {
+                "name": "smoke",
+                "provider": "http",
+                "url": f"{stack.canary_url}/healthz",
+                "min_success_ratio": 1,
+            }
+        ],
+    )
+    spec = load_spec(path.read_text())
+    client = await Client.connect(stack.server.address, data_converter=pydantic_data_converter)
+    # Started the way `sluice start` does, plus a low continue-as-new threshold.
+    await client.start_workflow(
+        "Rollout",
+        RolloutInput(spec=spec, spec_digest=spec.digest(), continue_as_new_after_events=60),
+        id=spec.workflow_id,
+        task_queue="sluice",
+        memo={"spec_digest": spec.digest(), "started_by": "test"},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.SERVICE, spec.service),
+                SearchAttributePair(sa.VERSION, spec.version),
+                SearchAttributePair(sa.PHASE, "progressing"),
+                SearchAttributePair(sa.WEIGHT, 0),
+            ]
+        ),
+    )
+    wait_status(stack, lambda s: s["continued_as_new"] >= 2, timeout=60)
+    desc = await client.get_workflow_handle(spec.workflow_id).describe()
+    assert await desc.memo_value("spec_digest") == spec.digest()
+    assert desc.typed_search_attributes.get(sa.SERVICE) == spec.service
+    assert desc.typed_search_attributes.get(sa.PHASE) == "paused"
+    rerun = stack.sluice("start", "-f", str(path))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "attach" in (rerun.stdout + rerun.stderr).lower()
+    assert stack.sluice("abort", stack.service, "--reason", "test over").returncode == 0
+    final = wait_status(stack, lambda s: s["phase"] == "aborted")
+    assert final["weights"] == {"stable": 100, "canary": 0}
