@@ -37,6 +37,7 @@ from contracts.calls import OperatorInput, RolloutInput
 from contracts.names import QUERY_STATUS, TASK_QUEUE, WORKFLOW_TYPE
 from contracts.spec import RolloutSpec, workflow_id_for
 from contracts.status import Phase, RolloutStatus
+from starter import telemetry
 from starter.connect import DEFAULT_ADDRESS, connect_client
 from starter.console import Console
 from starter.exits import CliError, ExitCode, exit_code_for
@@ -155,9 +156,10 @@ async def describe(t: Temporal, service: str) -> WorkflowExecutionDescription:
 async def query_status(handle: RolloutHandle, wait_seconds: float) -> RolloutStatus | None:
     """Ask the workflow (through a worker) for its status; None if nobody answered in time."""
     try:
-        status: RolloutStatus = await handle.query(
-            QUERY_STATUS, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=wait_seconds)
-        )
+        with telemetry.untraced():
+            status: RolloutStatus = await handle.query(
+                QUERY_STATUS, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=wait_seconds)
+            )
     except (RPCError, WorkflowQueryFailedError, TimeoutError):
         return None
     return status
@@ -260,7 +262,12 @@ async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> Ro
                         SearchAttributePair(sa.WEIGHT, 0),
                     ]
                 ),
-                memo={"spec_digest": digest, "started_by": by},
+                # The trace context lets later commands (`sluice pause`, ...) join the rollout's trace.
+                memo={
+                    "spec_digest": digest,
+                    "started_by": by,
+                    telemetry.MEMO_TRACE: telemetry.current_carrier(),
+                },
                 static_summary=static_summary(spec),
                 static_details=static_details(build_plan(spec), by),
             )
@@ -438,8 +445,11 @@ async def signal(
         )
     handle = t.handle(service, run_id=desc.run_id)
     before = await query_status(handle, wait_seconds=2.0)
+    carrier = await _memo_carrier(desc)
     try:
-        await handle.signal(action, operator)
+        attributes = {"sluice.service": service, "sluice.by": operator.by}
+        with telemetry.cli_span(f"sluice {action}", attributes, carrier):
+            await handle.signal(action, operator)
     except RPCError as err:
         raise t.rpc_error(err, f"signal {desc.id}") from None
     console.say(f"sent {action} to {desc.id} (by {operator.by}: {operator.reason})")
@@ -478,3 +488,14 @@ async def signal(
             }
         )
     return ExitCode.OK
+
+
+async def _memo_carrier(desc: WorkflowExecutionDescription) -> dict[str, str] | None:
+    """The rollout's trace context from its memo (absent for rollouts started otherwise)."""
+    try:
+        value = await desc.memo_value(telemetry.MEMO_TRACE, None)
+    except Exception:  # a memo this process cannot decode (another codec key): no parent
+        return None
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    return None
