@@ -105,6 +105,6 @@ def render_body(fmt: str, event: RolloutEvent, ui_base: str | None) -> dict[str,
 
 def _namespace() -> str:
     try:
-        return str(activity.info().workflow_namespace)
+        return activity.info().namespace
     except RuntimeError:  # outside an activity (unit tests)
         return "default"

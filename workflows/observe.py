@@ -35,7 +35,7 @@ NOTIFY_RETRY = RetryPolicy(
 NOTIFY_DEADLINE = timedelta(minutes=1)
 """A notification still undelivered after this is dropped (and logged by the worker)."""
 
-DRAIN_TIMEOUT = timedelta(seconds=10)
+DRAIN_TIMEOUT = timedelta(seconds=5)
 """How long a finishing rollout (or one continuing as new) waits for notifications in flight.
 Traffic is already settled by then; only the workflow's close waits."""
 
