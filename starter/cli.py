@@ -21,7 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.calls import OperatorInput
 from contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME
 from contracts.spec import RolloutSpec, ServiceName, SpecError, load_spec
-from starter import rollouts, telemetry
+from contracts.status import RolloutStatus
+from starter import ci, rollouts, telemetry
 from starter.console import Console
 from starter.dev import run_dev_server
 from starter.exits import CliError, ExitCode
@@ -175,7 +176,12 @@ async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
     link = t.ui_link(spec.service)
     if args.wait:
         console.say(f"rollout {handle.id}: {link}", f"trace id: {trace_id}")
-        return await rollouts.follow(t, handle, spec.service, console)
+        live = ci.LiveView() if ci.live_terminal(sys.stdout, console.json_output) else None
+
+        def step_summary(final: RolloutStatus) -> None:
+            ci.append_step_summary(ci.markdown_summary(final, spec, link, trace_id))
+
+        return await rollouts.follow(t, handle, spec.service, console, live, step_summary)
     if console.json_output:
         console.data(
             {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from contracts.names import QUERY_STATUS, TASK_QUEUE, WORKFLOW_TYPE
 from contracts.spec import RolloutSpec, workflow_id_for
 from contracts.status import Phase, RolloutStatus
 from starter import telemetry
+from starter.ci import LiveView, watching_line
 from starter.connect import DEFAULT_ADDRESS, connect_client
 from starter.console import Console
 from starter.exits import CliError, ExitCode, exit_code_for
@@ -328,8 +330,19 @@ async def _attach(t: Temporal, spec: RolloutSpec, digest: str, console: Console)
     )
 
 
-async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Console) -> ExitCode:
-    """Print progress as the status changes, then the outcome; the exit code follows the phase."""
+async def follow(
+    t: Temporal,
+    handle: RolloutHandle,
+    service: str,
+    console: Console,
+    live: LiveView | None = None,
+    on_final: Callable[[RolloutStatus], None] | None = None,
+) -> ExitCode:
+    """Print progress as the status changes, then the outcome; the exit code follows the phase.
+
+    With `live` (a terminal) the status is redrawn in place; `on_final` gets the last status
+    (e.g. for the CI step summary), whatever the outcome.
+    """
     # Queries go to the latest run (a rollout may continue as new); the result follows runs.
     query_handle = t.handle(service)
     result = asyncio.ensure_future(handle.result())
@@ -337,16 +350,25 @@ async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Cons
     last: RolloutStatus | None = None
     loop = asyncio.get_running_loop()
     began, warned = loop.time(), False
+
+    def report(lines: list[str], status: RolloutStatus | None) -> None:
+        if live is not None:
+            live.update(lines, status, watching_line(began, loop.time()))
+        else:
+            for line in lines:
+                console.progress(line)
+
     try:
         while not result.done():
             status = await query_status(query_handle, wait_seconds=2.0)
             if status is not None:
                 last = status
-                for line in progress.update(status):
-                    console.progress(line)
+                report(progress.update(status), status)
             elif last is None and not warned and loop.time() - began > 10:
-                console.progress(f"no answer to the status query yet; {NO_WORKER_HINT}")
+                report([f"no answer to the status query yet; {NO_WORKER_HINT}"], None)
                 warned = True
+            elif live is not None:
+                report([], None)
             await asyncio.wait({result}, timeout=POLL_INTERVAL)
     except asyncio.CancelledError:
         result.cancel()
@@ -355,11 +377,14 @@ async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Cons
     try:
         final: RolloutStatus = result.result()
     except WorkflowFailureError as err:
-        return await _ended_without_result(query_handle, err, last, progress, console)
+        return await _ended_without_result(query_handle, err, last, progress, console, on_final)
     except RPCError as err:
         raise t.rpc_error(err, f"wait for {handle.id}") from None
-    for line in progress.update(final):
-        console.progress(line)
+    report(progress.update(final), final)
+    if live is not None:
+        live.close()
+    if on_final is not None:
+        on_final(final)
     code = exit_code_for(final.phase)
     console.say(f"{service} {final.version}: {final.phase.value}. {final.message}".rstrip())
     if console.json_output:
@@ -373,6 +398,7 @@ async def _ended_without_result(
     last: RolloutStatus | None,
     progress: Progress,
     console: Console,
+    on_final: Callable[[RolloutStatus], None] | None = None,
 ) -> ExitCode:
     """Cancelled (exit 3), terminated, timed out or failed (exit 5): say what traffic did."""
     final = await query_status(handle, wait_seconds=5.0) or last
@@ -390,6 +416,8 @@ async def _ended_without_result(
     else:
         code, what = ExitCode.UNAVAILABLE, f"failed: {cause or err}"
     state = f" Last known phase {final.phase.value}: {final.message}" if final else ""
+    if final is not None and on_final is not None:
+        on_final(final)
     console.say(f"{handle.id} {what}.{state}".rstrip())
     if console.json_output and final is not None:
         console.data(final)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import pty
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,13 +23,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from contracts.names import QUERY_STATUS
 from contracts.status import RolloutStatus
-from localstack.procs import free_port, wait_until
+from localstack.procs import ManagedProcess, free_port, wait_until
 from localstack.prometheus import start_prometheus
 from localstack.temporal import start_worker
 from starter import cli, telemetry
 from starter.connect import connect_client
 from starter.console import Console
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_rollouts import wait_status
 from worker import build_worker
 
@@ -275,3 +279,54 @@ def _value(body: dict[str, object]) -> float | None:
     if not result:
         return None
     return float(result[0]["value"][1])
+
+
+def test_wait_draws_a_live_view_on_a_terminal_and_writes_the_github_summary(
+    stack: Stack, worker: ManagedProcess, tmp_path: Path
+) -> None:
+    spec = stack.spec(
+        [{"set_weight": 50}, {"pause": "2s"}, {"set_weight": 100}],
+        interval="1s",
+        metrics=[
+            {
+                "name": "smoke",
+                "provider": "http",
+                "url": f"{stack.canary_url}/healthz",
+                "min_success_ratio": 1,
+            }
+        ],
+    )
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    env = {**os.environ, **stack.server.env(), "GITHUB_STEP_SUMMARY": str(summary), "TERM": "xterm"}
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "starter.cli", "start", "-f", str(spec), "--wait"],
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        cwd=ROOT,
+    )
+    os.close(secondary)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO once the child has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    screen = b"".join(chunks).decode()
+    assert proc.wait(timeout=60) == 0, screen
+    assert "\x1b[J" in screen  # redrawn in place
+    assert "watching for" in screen and "PROMOTED" in screen and "trace id:" in screen
+
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")  # appended, never overwritten
+    assert f"Sluice: {stack.service} v1 → v2: **promoted**" in text
+    assert "| 1/3 | shift to 50% | done |" in text
+    assert "| smoke | pass |" in text
+    assert f"/workflows/rollout-{stack.service})" in text
