@@ -330,3 +330,39 @@ def test_wait_draws_a_live_view_on_a_terminal_and_writes_the_github_summary(
     assert "| 1/3 | shift to 50% | done |" in text
     assert "| smoke | pass |" in text
     assert f"/workflows/rollout-{stack.service})" in text
+
+
+def test_encrypted_payloads_keep_the_spec_out_of_the_history(stack: Stack, tmp_path: Path) -> None:
+    key = base64.b64encode(bytes(range(32))).decode()
+    worker = start_worker(stack.server, tmp_path / "worker.log", {"SLUICE_CODEC_KEY": key})
+    try:
+        spec = stack.spec([{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}])
+        keyed = {"SLUICE_CODEC_KEY": key}
+        done = stack.sluice("start", "-f", str(spec), env=keyed)
+        assert done.returncode == 0, done.stderr
+        wait_until(
+            lambda: (
+                '"phase": "paused"' in stack.sluice("status", stack.service, "-o", "json", env=keyed).stdout
+            ),
+            30,
+            0.3,
+            "paused (read through the codec)",
+        )
+        history = history_text(stack)
+        assert base64.b64encode(b"binary/encrypted").decode() in history  # the payloads' encoding
+        assert stack.haproxy.backend not in history  # the spec, status and details are ciphertext
+        assert stack.service in history  # search attributes stay readable for the list and filters
+        # Without the key the CLI cannot read the status; with it, it can.
+        assert stack.sluice("status", stack.service).returncode != 0
+        resumed = stack.sluice("resume", stack.service, "--reason", "ok", env=keyed)
+        assert resumed.returncode == 0, resumed.stderr
+        wait_until(
+            lambda: (
+                '"phase": "promoted"' in stack.sluice("status", stack.service, "-o", "json", env=keyed).stdout
+            ),
+            30,
+            0.3,
+            "promoted",
+        )
+    finally:
+        worker.stop()

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -44,7 +45,8 @@ FLAGS = [
     "--remote-debugging-port=0",
     "--remote-debugging-address=127.0.0.1",
 ]
-SCREENSHOT = ROOT / "docs" / "web-ui-rollout.png"
+README_SCREENSHOT = ROOT / "docs" / "web-ui-rollout.png"
+"""Refreshed only with SLUICE_SAVE_SCREENSHOT=1, so a test run leaves the work tree clean."""
 # The workflow page (UI 2.x) shows "User Metadata" (summary, details, current details) and
 # "Search Attributes" as tabs: click one as a person would.
 CLICK_TAB = """
@@ -146,8 +148,9 @@ async def page_texts_and_screenshot(
     CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run does)"
 )
 async def test_rollout_page_shows_summary_current_details_and_search_attributes(
-    stack: Stack, worker: ManagedProcess
+    stack: Stack, worker: ManagedProcess, tmp_path: Path
 ) -> None:
+    screenshot = README_SCREENSHOT if os.environ.get("SLUICE_SAVE_SCREENSHOT") else tmp_path / "ui.png"
     spec = stack.spec([{"set_weight": 25}, {"pause": {}}, {"set_weight": 100}])
     start(stack, spec)
     wait_status(stack, lambda s: s["phase"] == "paused" and (s.get("weights") or {}).get("canary") == 25)
@@ -159,7 +162,7 @@ async def test_rollout_page_shows_summary_current_details_and_search_attributes(
             ("User Metadata", [summary, "Current Details", "step 2: waiting for"]),
             ("Search Attributes", ["SluicePhase"]),
         ],
-        SCREENSHOT,
+        screenshot,
     )
     try:
         assert summary in metadata, metadata[-3000:]  # the static summary
@@ -168,6 +171,6 @@ async def test_rollout_page_shows_summary_current_details_and_search_attributes(
         assert "weights: stable 75% · new 25%" in metadata
         assert "SluicePhase" in attributes and "paused" in attributes, attributes[-3000:]
         assert "SluiceWeight" in attributes and "SluiceService" in attributes and stack.service in attributes
-        assert SCREENSHOT.stat().st_size > 10_000
+        assert screenshot.stat().st_size > 10_000
     finally:
         stack.sluice("abort", stack.service, "--reason", "test over")
