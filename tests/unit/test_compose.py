@@ -102,3 +102,20 @@ def test_notify_example_is_valid() -> None:
     spec = load_spec((ROOT / "examples" / "notify.yaml").read_text())
     assert [t.format for t in spec.notify] == ["slack", "json"]
     assert spec.notify[0].url_env == "SLACK_WEBHOOK_URL" and spec.notify[0].url is None
+
+
+def test_ci_examples_run_commands_the_cli_accepts() -> None:
+    from starter.cli import build_parser
+
+    github = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text())
+    gitlab = yaml.safe_load((ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text())
+    scripts = [step.get("run", "") for step in github["jobs"]["rollout"]["steps"]]
+    scripts += gitlab["rollout"]["script"]
+    commands = [
+        line.strip() for s in scripts for line in s.splitlines() if line.strip().startswith("sluice ")
+    ]
+    assert len(commands) == 2
+    for command in commands:
+        argv = command.split(">")[0].split()[1:]
+        args = build_parser().parse_args(argv)
+        assert args.command == "start" and args.wait and args.output == "json"
