@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio import activity
 
+from activities.notify import notify
 from activities.providers import provider_for
 from activities.routers import router_for
 from contracts.calls import (
@@ -51,5 +52,5 @@ async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
     return AnalyzeResult(verdicts=list(verdicts))
 
 
-ALL_ACTIVITIES: list[Callable[..., Any]] = [preflight, set_traffic, rollback_traffic, analyze]
+ALL_ACTIVITIES: list[Callable[..., Any]] = [preflight, set_traffic, rollback_traffic, analyze, notify]
 """Every activity the worker registers."""

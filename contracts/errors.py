@@ -16,4 +16,17 @@ ROUTER_REJECTED: Final = "RouterRejected"
 TRAFFIC_NOT_APPLIED: Final = "TrafficNotApplied"
 """Weights read back differ from the ones set. Retryable: the next attempt sets them again."""
 
-ALL: Final = (ROUTER_UNREACHABLE, ROUTER_CONFIG, ROUTER_REJECTED, TRAFFIC_NOT_APPLIED)
+NOTIFY_CONFIG: Final = "NotifyConfig"
+"""A webhook's `url_env` variable is not set on the worker. Not retryable."""
+
+NOTIFY_FAILED: Final = "NotifyFailed"
+"""A webhook did not answer 2xx (or could not be reached). Retryable; never fails the rollout."""
+
+ALL: Final = (
+    ROUTER_UNREACHABLE,
+    ROUTER_CONFIG,
+    ROUTER_REJECTED,
+    TRAFFIC_NOT_APPLIED,
+    NOTIFY_CONFIG,
+    NOTIFY_FAILED,
+)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from contracts.durations import Duration, format_duration, parse_duration
+from contracts.notify import NotifyTarget
 
 _SERVICE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -656,6 +657,8 @@ class RolloutSpec(_Strict):
     router: RouterSpec
     steps: Annotated[list[Step], Field(min_length=1)]
     analysis: AnalysisSpec | None = None
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    """Webhooks told of every phase change and every tick with a failing verdict (issue 6)."""
 
     @model_validator(mode="after")
     def _stable_version_for_comparisons(self) -> RolloutSpec:

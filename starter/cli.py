@@ -21,7 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.calls import OperatorInput
 from contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME
 from contracts.spec import RolloutSpec, ServiceName, SpecError, load_spec
-from starter import rollouts
+from contracts.status import RolloutStatus
+from starter import ci, rollouts, telemetry
 from starter.console import Console
 from starter.dev import run_dev_server
 from starter.exits import CliError, ExitCode
@@ -166,12 +167,21 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
 
 async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
     spec, _ = read_spec(args.file)  # invalid: exit 2 before Temporal is contacted
-    t = await rollouts.open_temporal()
-    handle = await rollouts.start(t, spec, args.by or default_user(), console)
+    attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
+    # The trace begins here: the workflow, its activities and later signals join it.
+    with telemetry.cli_span("sluice start", attributes) as span:
+        t = await rollouts.open_temporal()
+        handle = await rollouts.start(t, spec, args.by or default_user(), console)
+    trace_id = telemetry.trace_id_of(span)
     link = t.ui_link(spec.service)
     if args.wait:
-        console.say(f"rollout {handle.id}: {link}")
-        return await rollouts.follow(t, handle, spec.service, console)
+        console.say(f"rollout {handle.id}: {link}", f"trace id: {trace_id}")
+        live = ci.LiveView() if ci.live_terminal(sys.stdout, console.json_output) else None
+
+        def step_summary(final: RolloutStatus) -> None:
+            ci.append_step_summary(ci.markdown_summary(final, spec, link, trace_id))
+
+        return await rollouts.follow(t, handle, spec.service, console, live, step_summary)
     if console.json_output:
         console.data(
             {
@@ -180,12 +190,14 @@ async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
                 "namespace": t.namespace,
                 "ui_url": link,
                 "spec_digest": spec.digest(),
+                "trace_id": trace_id,
             }
         )
     else:
         console.say(
             f"rollout {handle.id} is running: {spec.service} → {spec.version}",
             f"web UI: {link}",
+            f"trace id: {trace_id}",
             f"follow it: sluice status {spec.service}",
         )
     return ExitCode.OK
@@ -242,6 +254,8 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
     args = build_parser().parse_args(argv)  # bad arguments: usage on stderr, exit 2
     console = Console(json_output=getattr(args, "output", "text") == "json")
     used_temporal = args.command in ASYNC_COMMANDS
+    if used_temporal:
+        telemetry.configure_tracing("sluice-cli")
     try:
         return run(args, console), used_temporal
     except SpecError as err:
@@ -274,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     code, used_temporal = run_cli(argv)
     if used_temporal:
+        with contextlib.suppress(Exception):
+            telemetry.shutdown()  # export buffered spans; os._exit skips atexit
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()

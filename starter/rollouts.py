@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,8 @@ from contracts.calls import OperatorInput, RolloutInput
 from contracts.names import QUERY_STATUS, TASK_QUEUE, WORKFLOW_TYPE
 from contracts.spec import RolloutSpec, workflow_id_for
 from contracts.status import Phase, RolloutStatus
+from starter import telemetry
+from starter.ci import LiveView, watching_line
 from starter.connect import DEFAULT_ADDRESS, connect_client
 from starter.console import Console
 from starter.exits import CliError, ExitCode, exit_code_for
@@ -155,9 +158,10 @@ async def describe(t: Temporal, service: str) -> WorkflowExecutionDescription:
 async def query_status(handle: RolloutHandle, wait_seconds: float) -> RolloutStatus | None:
     """Ask the workflow (through a worker) for its status; None if nobody answered in time."""
     try:
-        status: RolloutStatus = await handle.query(
-            QUERY_STATUS, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=wait_seconds)
-        )
+        with telemetry.untraced():
+            status: RolloutStatus = await handle.query(
+                QUERY_STATUS, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=wait_seconds)
+            )
     except (RPCError, WorkflowQueryFailedError, TimeoutError):
         return None
     return status
@@ -260,7 +264,12 @@ async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> Ro
                         SearchAttributePair(sa.WEIGHT, 0),
                     ]
                 ),
-                memo={"spec_digest": digest, "started_by": by},
+                # The trace context lets later commands (`sluice pause`, ...) join the rollout's trace.
+                memo={
+                    "spec_digest": digest,
+                    "started_by": by,
+                    telemetry.MEMO_TRACE: telemetry.current_carrier(),
+                },
                 static_summary=static_summary(spec),
                 static_details=static_details(build_plan(spec), by),
             )
@@ -321,8 +330,19 @@ async def _attach(t: Temporal, spec: RolloutSpec, digest: str, console: Console)
     )
 
 
-async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Console) -> ExitCode:
-    """Print progress as the status changes, then the outcome; the exit code follows the phase."""
+async def follow(
+    t: Temporal,
+    handle: RolloutHandle,
+    service: str,
+    console: Console,
+    live: LiveView | None = None,
+    on_final: Callable[[RolloutStatus], None] | None = None,
+) -> ExitCode:
+    """Print progress as the status changes, then the outcome; the exit code follows the phase.
+
+    With `live` (a terminal) the status is redrawn in place; `on_final` gets the last status
+    (e.g. for the CI step summary), whatever the outcome.
+    """
     # Queries go to the latest run (a rollout may continue as new); the result follows runs.
     query_handle = t.handle(service)
     result = asyncio.ensure_future(handle.result())
@@ -330,16 +350,25 @@ async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Cons
     last: RolloutStatus | None = None
     loop = asyncio.get_running_loop()
     began, warned = loop.time(), False
+
+    def report(lines: list[str], status: RolloutStatus | None) -> None:
+        if live is not None:
+            live.update(lines, status, watching_line(began, loop.time()))
+        else:
+            for line in lines:
+                console.progress(line)
+
     try:
         while not result.done():
             status = await query_status(query_handle, wait_seconds=2.0)
             if status is not None:
                 last = status
-                for line in progress.update(status):
-                    console.progress(line)
+                report(progress.update(status), status)
             elif last is None and not warned and loop.time() - began > 10:
-                console.progress(f"no answer to the status query yet; {NO_WORKER_HINT}")
+                report([f"no answer to the status query yet; {NO_WORKER_HINT}"], None)
                 warned = True
+            elif live is not None:
+                report([], None)
             await asyncio.wait({result}, timeout=POLL_INTERVAL)
     except asyncio.CancelledError:
         result.cancel()
@@ -348,11 +377,14 @@ async def follow(t: Temporal, handle: RolloutHandle, service: str, console: Cons
     try:
         final: RolloutStatus = result.result()
     except WorkflowFailureError as err:
-        return await _ended_without_result(query_handle, err, last, progress, console)
+        return await _ended_without_result(query_handle, err, last, progress, console, on_final)
     except RPCError as err:
         raise t.rpc_error(err, f"wait for {handle.id}") from None
-    for line in progress.update(final):
-        console.progress(line)
+    report(progress.update(final), final)
+    if live is not None:
+        live.close()
+    if on_final is not None:
+        on_final(final)
     code = exit_code_for(final.phase)
     console.say(f"{service} {final.version}: {final.phase.value}. {final.message}".rstrip())
     if console.json_output:
@@ -366,6 +398,7 @@ async def _ended_without_result(
     last: RolloutStatus | None,
     progress: Progress,
     console: Console,
+    on_final: Callable[[RolloutStatus], None] | None = None,
 ) -> ExitCode:
     """Cancelled (exit 3), terminated, timed out or failed (exit 5): say what traffic did."""
     final = await query_status(handle, wait_seconds=5.0) or last
@@ -383,6 +416,8 @@ async def _ended_without_result(
     else:
         code, what = ExitCode.UNAVAILABLE, f"failed: {cause or err}"
     state = f" Last known phase {final.phase.value}: {final.message}" if final else ""
+    if final is not None and on_final is not None:
+        on_final(final)
     console.say(f"{handle.id} {what}.{state}".rstrip())
     if console.json_output and final is not None:
         console.data(final)
@@ -438,8 +473,11 @@ async def signal(
         )
     handle = t.handle(service, run_id=desc.run_id)
     before = await query_status(handle, wait_seconds=2.0)
+    carrier = await _memo_carrier(desc)
     try:
-        await handle.signal(action, operator)
+        attributes = {"sluice.service": service, "sluice.by": operator.by}
+        with telemetry.cli_span(f"sluice {action}", attributes, carrier):
+            await handle.signal(action, operator)
     except RPCError as err:
         raise t.rpc_error(err, f"signal {desc.id}") from None
     console.say(f"sent {action} to {desc.id} (by {operator.by}: {operator.reason})")
@@ -478,3 +516,14 @@ async def signal(
             }
         )
     return ExitCode.OK
+
+
+async def _memo_carrier(desc: WorkflowExecutionDescription) -> dict[str, str] | None:
+    """The rollout's trace context from its memo (absent for rollouts started otherwise)."""
+    try:
+        value = await desc.memo_value(telemetry.MEMO_TRACE, None)
+    except Exception:  # a memo this process cannot decode (another codec key): no parent
+        return None
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    return None

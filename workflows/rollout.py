@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         Weights,
     )
     from workflows.judge import judge
+    from workflows.observe import RolloutObserver
     from workflows.render import current_details
 
 ROUTER_RETRY = RetryPolicy(
@@ -116,6 +117,8 @@ class RolloutWorkflow:
                 inp.carried.step_started,
                 inp.carried.bake_remaining,
             )
+        # Issue 6 hook: metrics and webhook notifications on phase changes and failing verdicts.
+        self._observer = RolloutObserver(inp.spec, inp.carried.status if inp.carried else None)
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -341,6 +344,7 @@ class RolloutWorkflow:
         """
         analysis_running = self._analysis_task is not None
         await self._stop_analysis()
+        await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._interrupted():
             return
@@ -472,6 +476,7 @@ class RolloutWorkflow:
         self._status.message = message
         self._status.finished_at = workflow.now()
         self._publish()
+        await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
 
@@ -508,6 +513,7 @@ class RolloutWorkflow:
                 [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]
             )
         workflow.set_current_details(current_details(self._status))
+        self._observer.changed(self._status)
 
 
 def _cause(err: BaseException) -> str:

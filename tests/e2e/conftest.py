@@ -72,9 +72,11 @@ class Stack:
     def canary_errors(self, rate: float) -> None:
         control(self.canary_url, error_rate=rate)
 
-    def sluice(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the real CLI as a subprocess against this stack's dev server."""
-        env = {**os.environ, **self.server.env()}
+    def sluice(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI as a subprocess against this stack's dev server (`env` added)."""
+        env = {**os.environ, **self.server.env(), **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "starter.cli", *args],
             capture_output=True,
