@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.rollout import ALL_ACTIVITIES
 from contracts.names import TASK_QUEUE
 from starter.connect import connect_client
+from workflows.rings import RingRolloutWorkflow
 from workflows.rollout import RolloutWorkflow
 
 
@@ -26,7 +27,7 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RolloutWorkflow],
+        workflows=[RolloutWorkflow, RingRolloutWorkflow],
         activities=ALL_ACTIVITIES,
     )
 

@@ -16,4 +16,10 @@ ROUTER_REJECTED: Final = "RouterRejected"
 TRAFFIC_NOT_APPLIED: Final = "TrafficNotApplied"
 """Weights read back differ from the ones set. Retryable: the next attempt sets them again."""
 
+NOT_WAITING_FOR_APPROVAL: Final = "NotWaitingForApproval"
+"""An approval was sent while no approval gate waits. Rejected by the update's validator."""
+
+NOT_AN_APPROVER: Final = "NotAnApprover"
+"""An approval by someone the gate does not list. Rejected by the update's validator."""
+
 ALL: Final = (ROUTER_UNREACHABLE, ROUTER_CONFIG, ROUTER_REJECTED, TRAFFIC_NOT_APPLIED)
