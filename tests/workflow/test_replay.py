@@ -2,7 +2,8 @@
 
 Histories of every workflow type (`Rollout`, `RingRollout` and its rings' rollouts) live in
 tests/histories/. Add fresh ones (after an intended, patched change) with
-`SLUICE_RECORD_HISTORIES=tests/histories pytest tests/workflow/test_rollout_workflow.py tests/workflow/test_strategies.py`.
+`SLUICE_RECORD_HISTORIES=tests/histories pytest tests/workflow/test_rollout_workflow.py \
+tests/workflow/test_strategies.py`.
 """
 
 from __future__ import annotations
