@@ -21,6 +21,7 @@ from activities.rollout import ALL_ACTIVITIES
 from contracts.names import TASK_QUEUE
 from starter import telemetry
 from starter.connect import connect_client
+from workflows.rings import RingRolloutWorkflow
 from workflows.rollout import RolloutWorkflow
 
 
@@ -29,7 +30,7 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RolloutWorkflow],
+        workflows=[RolloutWorkflow, RingRolloutWorkflow],
         activities=ALL_ACTIVITIES,
     )
 

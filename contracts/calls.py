@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from contracts.durations import Duration
-from contracts.spec import MetricSpec, RolloutSpec, RouterSpec
+from contracts.spec import MetricSpec, RingRolloutSpec, RolloutSpec, RouterSpec
 from contracts.status import MetricVerdict, RolloutStatus
 
 
@@ -36,6 +36,7 @@ class CarriedState(BaseModel):
     operator_paused: bool
     step_started: bool
     bake_remaining: Duration | None = None
+    """Time left of the bake (or of the approval gate's timeout) being waited on."""
     baseline: ServerCounters | None = None
     stable_baseline: ServerCounters | None = None
     evidence: list[MetricVerdict] = Field(default_factory=list)
@@ -54,6 +55,28 @@ class RolloutInput(BaseModel):
     continue_as_new_after_events: int | None = None
     """Continue as new once history has this many events, besides when Temporal suggests it
     (which it does at a few thousand events by default). For tests; leave unset."""
+
+
+class RingCarriedState(BaseModel):
+    """What a ring rollout hands to its next run: the status (every ring's), where it stands."""
+
+    status: RolloutStatus
+    next_ring: int
+    """The ring to start next; the gate after ring `next_ring - 1` may still be waiting."""
+    gate_pending: bool
+    gate_remaining: Duration | None = None
+    promoted_rings: list[int] = Field(default_factory=list)
+
+
+class RingRolloutInput(BaseModel):
+    """Start a ring rollout: one child `Rollout` per ring, in order."""
+
+    spec: RingRolloutSpec
+    spec_digest: str
+    started_by: str = ""
+    carried: RingCarriedState | None = None
+    continue_as_new_after_events: int | None = None
+    """As for `RolloutInput`; also handed to each ring's rollout. For tests; leave unset."""
 
 
 class TrafficState(BaseModel):

@@ -22,6 +22,12 @@ NOTIFY_CONFIG: Final = "NotifyConfig"
 NOTIFY_FAILED: Final = "NotifyFailed"
 """A webhook did not answer 2xx (or could not be reached). Retryable; never fails the rollout."""
 
+NOT_WAITING_FOR_APPROVAL: Final = "NotWaitingForApproval"
+"""An approval was sent while no approval gate waits. Rejected by the update's validator."""
+
+NOT_AN_APPROVER: Final = "NotAnApprover"
+"""An approval by someone the gate does not list. Rejected by the update's validator."""
+
 ALL: Final = (
     ROUTER_UNREACHABLE,
     ROUTER_CONFIG,
@@ -29,4 +35,6 @@ ALL: Final = (
     TRAFFIC_NOT_APPLIED,
     NOTIFY_CONFIG,
     NOTIFY_FAILED,
+    NOT_WAITING_FOR_APPROVAL,
+    NOT_AN_APPROVER,
 )

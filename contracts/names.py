@@ -6,8 +6,10 @@ from typing import Final
 
 TASK_QUEUE: Final = "sluice"
 WORKFLOW_TYPE: Final = "Rollout"
+RING_WORKFLOW_TYPE: Final = "RingRollout"
 SIGNAL_PAUSE: Final = "pause"
 SIGNAL_RESUME: Final = "resume"
 SIGNAL_PROMOTE: Final = "promote"
 SIGNAL_ABORT: Final = "abort"
 QUERY_STATUS: Final = "status"
+UPDATE_APPROVE: Final = "approve"

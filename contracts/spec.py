@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -376,30 +377,77 @@ class PauseSpec(_Strict):
         return value
 
 
+class ApprovalSpec(_Strict):
+    """A durable approval gate: progress waits until one of `approvers` approves, or `timeout`.
+
+    Approving is an update (`sluice approve`) whose validator rejects anyone not listed, so a
+    refused approval leaves no trace in the history; an accepted one is recorded with who and why.
+    """
+
+    approvers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=100)
+    ] = []
+    """Who may approve (as given to `--by`); empty means anyone."""
+    timeout: Duration | None = None
+    """How long to wait; without it the gate waits until someone approves or aborts."""
+    on_timeout: Literal["rollback", "continue"] = "rollback"
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("an approval timeout must be longer than 0s; leave it out to wait indefinitely")
+        return value
+
+    def describe(self) -> str:
+        """`approval by alice or bob (4h, then rollback)`."""
+        who = " or ".join(self.approvers) if self.approvers else "anyone"
+        limit = f" ({format_duration(self.timeout)}, then {self.on_timeout})" if self.timeout else ""
+        return f"approval by {who}{limit}"
+
+
+_STEP_KINDS = ("set_weight", "pause", "approval")
+
+
 class Step(_Strict):
-    """One step: exactly one of `set_weight` or `pause`."""
+    """One step: exactly one of `set_weight`, `pause` or `approval`.
+
+    `watch` is never written by users: the engine appends it for `post_promotion` (a bake
+    after 100% during which analysis keeps running and a failure rolls back).
+    """
 
     set_weight: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
     pause: PauseSpec | None = None
+    approval: ApprovalSpec | None = None
+    watch: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _exactly_one(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError("a step is a mapping with one key, e.g. `- set_weight: 10` or `- pause: 30s`")
-        if "pause" in data and data["pause"] is None and data.get("set_weight") is None:
+        given = {k for k in (*_STEP_KINDS, "watch") if data.get(k) is not None}
+        if "pause" in data and data["pause"] is None and not given:
             data = {**data, "pause": {}}  # `- pause:` with nothing after it waits, like `pause: {}`
-        kinds = [k for k in ("set_weight", "pause") if data.get(k) is not None]
+        elif "approval" in data and data["approval"] is None and not given:
+            data = {**data, "approval": {}}  # `- approval:` alone: anyone may approve, no timeout
+        kinds = [k for k in (*_STEP_KINDS, "watch") if data.get(k) is not None]
         if len(kinds) > 1:
-            raise ValueError("a step has exactly one of set_weight or pause; split it into two steps")
-        if not kinds and not (set(data) - {"set_weight", "pause"}):
-            raise ValueError("empty step; write `- set_weight: N` or `- pause: 30s`")
+            raise ValueError(
+                "a step has exactly one of set_weight, pause or approval; split it into two steps"
+            )
+        if not kinds and not (set(data) - set(_STEP_KINDS)):
+            raise ValueError("empty step; write `- set_weight: N`, `- pause: 30s` or `- approval: {...}`")
         return data
 
     def describe(self) -> str:
         """One line for timelines and the UI: `shift to 50%`, `bake 1m`, `wait for resume`."""
         if self.set_weight is not None:
             return f"shift to {self.set_weight}%"
+        if self.approval is not None:
+            return self.approval.describe()
+        if self.watch is not None:
+            return f"post-promotion watch {format_duration(self.watch)}"
         assert self.pause is not None
         if self.pause.duration is None:
             return "wait for resume or promote"
@@ -648,21 +696,148 @@ class AnalysisSpec(_Strict):
 # --- the spec ----------------------------------------------------------------------------
 
 
-class RolloutSpec(_Strict):
-    """A whole rollout: which service, which versions, where traffic is split, steps, analysis."""
+PresetName = Literal[
+    "Canary10Percent5Minutes",
+    "Canary10Percent15Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery3Minutes",
+    "AllAtOnce",
+]
+PRESET_NAMES: tuple[str, ...] = (
+    "Canary10Percent5Minutes",
+    "Canary10Percent15Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery3Minutes",
+    "AllAtOnce",
+)
+
+
+class ExponentialPreset(_Strict):
+    """AppConfig-style exponential growth: weights `growth_factor * 2^n` % until 100%.
+
+    The steps are spread evenly over `deploy_time`; `bake_time` is a post-promotion watch
+    (analysis keeps running at 100% and a failure rolls back), like AppConfig's final bake.
+    """
+
+    type: Literal["exponential"]
+    growth_factor: Annotated[float, Field(gt=0, le=100)]
+    deploy_time: Duration
+    bake_time: Duration = timedelta(0)
+
+    def weights(self) -> list[int]:
+        """`growth_factor=10`: 10, 20, 40, 80, 100."""
+        out: list[int] = []
+        n = 0
+        while True:
+            w = min(100, max(1, round(self.growth_factor * 2**n)))
+            if not out or w > out[-1]:
+                out.append(w)
+            if w >= 100:
+                return out
+            n += 1
+
+
+def _named_preset_steps(name: str) -> list[Step]:
+    """CodeDeploy's predefined configurations as steps."""
+    if name == "AllAtOnce":
+        return [Step(set_weight=100)]
+    if name.startswith("Canary10Percent"):
+        minutes = 5 if name == "Canary10Percent5Minutes" else 15
+        return [
+            Step(set_weight=10),
+            Step(pause=PauseSpec(duration=timedelta(minutes=minutes))),
+            Step(set_weight=100),
+        ]
+    minutes = 1 if name == "Linear10PercentEvery1Minute" else 3
+    steps: list[Step] = []
+    for w in range(10, 101, 10):
+        steps.append(Step(set_weight=w))
+        if w < 100:
+            steps.append(Step(pause=PauseSpec(duration=timedelta(minutes=minutes))))
+    return steps
+
+
+class PrePromotionSpec(_Strict):
+    """Blue/green: analysis against green before it gets any user traffic (e.g. on a preview URL)."""
+
+    duration: Duration
+    """At least this long before the switch; the analysis runs every interval meanwhile."""
+    analysis: AnalysisSpec | None = None
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("pre_promotion.duration must be longer than 0s")
+        return value
+
+
+# Fields added by the strategies work; left out of the digest when unset so that a spec
+# written before them keeps its digest (a CI re-run still attaches to its rollout).
+_NEW_TOP_LEVEL = ("strategy", "preset", "pre_promotion", "post_promotion", "scale_down_delay")
+_NEW_STEP_KEYS = ("approval", "watch")
+
+
+class _RolloutShape(_Strict):
+    """What every rollout has, with or without rings: versions, strategy, steps, analysis."""
 
     service: ServiceName
     version: VersionLabel
     stable_version: VersionLabel | None = None
-    router: RouterSpec
-    steps: Annotated[list[Step], Field(min_length=1)]
+    strategy: Literal["canary", "blue_green"] = "canary"
+    preset: PresetName | ExponentialPreset | None = None
+    steps: list[Step] = Field(default_factory=list, validate_default=True)
+    pre_promotion: PrePromotionSpec | None = None
+    post_promotion: Duration | None = None
+    scale_down_delay: Duration | None = None
     analysis: AnalysisSpec | None = None
     notify: list[NotifyTarget] = Field(default_factory=list)
     """Webhooks told of every phase change and every tick with a failing verdict (issue 6)."""
 
+    @field_validator("steps")
+    @classmethod
+    def _steps_fit_strategy(cls, value: list[Step], info: ValidationInfo) -> list[Step]:
+        strategy = info.data.get("strategy", "canary")
+        preset = info.data.get("preset")
+        if any(s.watch is not None for s in value):
+            raise ValueError("`watch` is not a step; write `post_promotion: 10m` at the top level")
+        if strategy == "blue_green":
+            if any(s.set_weight is not None for s in value):
+                raise ValueError(
+                    "blue_green switches 100% at once after its steps; its steps may only be "
+                    "`pause` and `approval` (drop the set_weight steps, or use strategy: canary)"
+                )
+            return value
+        if preset is not None and value:
+            raise ValueError(
+                "give either `preset:` or `steps:`, not both; `sluice plan` shows a preset's steps"
+            )
+        if preset is None and "preset" in info.data and not value:
+            raise ValueError(
+                "no steps; list at least one, or name a `preset:` (e.g. Canary10Percent5Minutes)"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _stable_version_for_comparisons(self) -> RolloutSpec:
+    def _strategy_fields(self) -> _RolloutShape:
+        if self.strategy != "blue_green":
+            for name in ("pre_promotion", "scale_down_delay"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"`{name}` applies to strategy: blue_green only")
+        elif self.preset is not None:
+            raise ValueError("presets are canary steps; blue_green switches 100% at once (drop `preset:`)")
+        if isinstance(self.preset, ExponentialPreset) and self.preset.bake_time and self.post_promotion:
+            raise ValueError("the exponential preset's bake_time is its post_promotion watch; give only one")
+        if self.post_promotion is not None and self.post_promotion <= timedelta(0):
+            raise ValueError("post_promotion must be longer than 0s; leave it out for no watch")
+        if self.scale_down_delay is not None and self.scale_down_delay < (self.watch_time or timedelta(0)):
+            raise ValueError(
+                "scale_down_delay is shorter than post_promotion: blue must stay deployed for the "
+                "whole watch, or there is nothing to switch back to"
+            )
         metrics = self.analysis.metrics if self.analysis is not None else []
+        if self.pre_promotion is not None and self.pre_promotion.analysis is not None:
+            metrics = [*metrics, *self.pre_promotion.analysis.metrics]
         for metric in metrics:
             if isinstance(metric, PrometheusMetric) and metric.compare and self.stable_version is None:
                 raise ValueError(
@@ -676,17 +851,66 @@ class RolloutSpec(_Strict):
         """At most one running rollout per service: the service names the workflow."""
         return workflow_id_for(self.service)
 
-    def effective_steps(self) -> list[Step]:
-        """The steps as run: a final `set_weight: 100` is added when the spec does not end there."""
-        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
-        if not weights or weights[-1] != 100:
-            return [*self.steps, Step(set_weight=100)]
+    @property
+    def watch_time(self) -> timedelta | None:
+        """The post-promotion watch: `post_promotion`, or an exponential preset's `bake_time`."""
+        if self.post_promotion is not None:
+            return self.post_promotion
+        if isinstance(self.preset, ExponentialPreset) and self.preset.bake_time > timedelta(0):
+            return self.preset.bake_time
+        return None
+
+    def written_steps(self) -> list[Step]:
+        """The steps before the engine's additions: the spec's own, or a preset's expansion."""
+        if isinstance(self.preset, ExponentialPreset):
+            weights = self.preset.weights()
+            gap = self.preset.deploy_time / max(1, len(weights) - 1)
+            gap = timedelta(seconds=max(1, int(gap.total_seconds())))
+            steps: list[Step] = []
+            for w in weights:
+                steps.append(Step(set_weight=w))
+                if w < 100:
+                    steps.append(Step(pause=PauseSpec(duration=gap)))
+            return steps
+        if self.preset is not None:
+            return _named_preset_steps(self.preset)
+        if self.strategy == "blue_green" and self.pre_promotion is not None:
+            return [Step(pause=PauseSpec(duration=self.pre_promotion.duration)), *self.steps]
         return list(self.steps)
+
+    def effective_steps(self) -> list[Step]:
+        """The steps as run: a final `set_weight: 100` is added when the spec does not end there,
+        then the post-promotion watch if there is one."""
+        steps = self.written_steps()
+        weights = [s.set_weight for s in steps if s.set_weight is not None]
+        if not weights or weights[-1] != 100:
+            steps = [*steps, Step(set_weight=100)]
+        if self.watch_time is not None:
+            steps = [*steps, Step(watch=self.watch_time)]
+        return steps
 
     def digest(self) -> str:
         """A short stable hash of the spec, so a CI re-run can recognise its own rollout."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        for key in _NEW_TOP_LEVEL:
+            if data.get(key) in (None, "canary"):
+                data.pop(key, None)
+        if not data.get("notify"):  # added later too: without webhooks, the digest is as before
+            data.pop("notify", None)
+        if not data.get("steps"):
+            data["steps"] = data.get("steps", [])
+        for step in data.get("steps", []):
+            for key in _NEW_STEP_KEYS:
+                if step.get(key) is None:
+                    step.pop(key, None)
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class RolloutSpec(_RolloutShape):
+    """A whole rollout: which service, which versions, where traffic is split, steps, analysis."""
+
+    router: RouterSpec
 
     @model_validator(mode="after")
     def _router_counters(self) -> RolloutSpec:
@@ -699,6 +923,66 @@ class RolloutSpec(_Strict):
                         f"but the router is {self.router.type}; use provider cloudwatch instead"
                     )
         return self
+
+
+class RingSpec(_Strict):
+    """One ring (a cluster, region or account): its own router, optionally its own analysis."""
+
+    name: MetricName
+    router: RouterSpec
+    analysis: AnalysisSpec | None = None
+    """Defaults to the spec's top-level `analysis`."""
+    soak: Duration | None = None
+    """After this ring reaches 100%: keep analysing it this long before the next ring starts
+    (the ring's post-promotion watch; a failure rolls it back and the saga runs)."""
+    approval: ApprovalSpec | None = None
+    """A gate after this ring (and its soak) before the next ring starts."""
+
+
+class RingRolloutSpec(_RolloutShape):
+    """The same release rolled out ring by ring; a failing ring rolls back itself, then earlier rings."""
+
+    rings: Annotated[list[RingSpec], Field(min_length=1, max_length=50)]
+    earlier_rings_on_failure: Literal["rollback", "stay"] = "rollback"
+
+    @model_validator(mode="after")
+    def _rings_valid(self) -> RingRolloutSpec:
+        names = [r.name for r in self.rings]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"ring names must be unique; {', '.join(dupes)} appears more than once")
+        last = self.rings[-1]
+        if last.approval is not None:
+            raise ValueError(
+                f"ring {last.name!r} is the last ring; an approval gates the *next* ring, so it has "
+                "nothing to gate (use an `approval` step instead)"
+            )
+        for i in range(len(self.rings)):
+            self.ring_spec(i)  # each ring must be a valid rollout on its own
+        return self
+
+    def ring_spec(self, index: int) -> RolloutSpec:
+        """The rollout that runs ring `index` (as a child workflow)."""
+        ring = self.rings[index]
+        data = self.model_dump(mode="json", exclude={"rings", "earlier_rings_on_failure"})
+        data["router"] = ring.router.model_dump(mode="json")
+        if ring.analysis is not None:
+            data["analysis"] = ring.analysis.model_dump(mode="json")
+        if ring.soak is not None:
+            data["post_promotion"] = format_duration(ring.soak)
+            if isinstance(self.preset, ExponentialPreset):
+                data["preset"] = {**data["preset"], "bake_time": "0s"}
+        try:
+            return RolloutSpec.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = _path(first["loc"])
+            raise ValueError(
+                f"ring {ring.name!r}{': ' + where if where else ''}: {_message(first)}"
+            ) from None
+
+
+AnySpec = RolloutSpec | RingRolloutSpec
 
 
 def workflow_id_for(service: str) -> str:
@@ -775,22 +1059,31 @@ def issues_from(error: ValidationError) -> list[SpecIssue]:
 
 
 def parse_spec(data: object, source: str = "spec") -> RolloutSpec:
-    """Validate an already-loaded mapping; raise SpecError listing every problem."""
+    """Validate a mapping of a single-router rollout; raise SpecError listing every problem."""
+    spec = parse_any_spec(data, source)
+    if isinstance(spec, RingRolloutSpec):
+        raise SpecError([SpecIssue(path="rings", message="expected a spec without rings here")], source)
+    return spec
+
+
+def parse_any_spec(data: object, source: str = "spec") -> AnySpec:
+    """Validate a mapping: a spec with `rings:` is a ring rollout, any other a single rollout."""
     if not isinstance(data, dict):
         raise SpecError(
             [SpecIssue(path="", message="a spec is a YAML mapping with service, version, router, steps")],
             source,
         )
+    model: type[RolloutSpec] | type[RingRolloutSpec] = RingRolloutSpec if "rings" in data else RolloutSpec
     try:
-        return RolloutSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise SpecError(issues_from(err), source) from None
 
 
-def load_spec(text: str, source: str = "spec") -> RolloutSpec:
+def load_spec(text: str, source: str = "spec") -> AnySpec:
     """Parse YAML text into a validated spec; raise SpecError (never a traceback-worthy error)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpecError([SpecIssue(path="", message=f"not valid YAML: {err}")], source) from None
-    return parse_spec(data, source)
+    return parse_any_spec(data, source)

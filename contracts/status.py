@@ -14,6 +14,7 @@ class Phase(StrEnum):
 
     PROGRESSING = "progressing"
     PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
     ROLLING_BACK = "rolling_back"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
@@ -78,7 +79,7 @@ class Weights(BaseModel):
     canary: int
 
 
-OperatorActionKind = Literal["pause", "resume", "promote", "abort", "cancel"]
+OperatorActionKind = Literal["pause", "resume", "promote", "abort", "cancel", "approve", "approval_timeout"]
 
 
 class OperatorAction(BaseModel):
@@ -110,6 +111,29 @@ class RollbackState(BaseModel):
     verified_at: datetime | None = None
 
 
+class ApprovalWait(BaseModel):
+    """The approval gate the rollout waits at: who may approve, and what happens at the deadline."""
+
+    step: str
+    approvers: list[str] = Field(default_factory=list)
+    """Empty: anyone may approve."""
+    since: datetime
+    deadline: datetime | None = None
+    on_timeout: Literal["rollback", "continue"] = "rollback"
+
+
+class RingStatus(BaseModel):
+    """One ring of a ring rollout, as the parent workflow knows it."""
+
+    name: str
+    workflow_id: str
+    phase: Phase | Literal["pending"] = "pending"
+    message: str = ""
+    weights: Weights | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class RolloutStatus(BaseModel):
     """Everything `sluice status` and the `status` query show; also the workflow's result."""
 
@@ -130,5 +154,12 @@ class RolloutStatus(BaseModel):
     traffic_touched: bool = False
     continued_as_new: int = 0
     """How many times this rollout continued as new to keep its history short."""
+    strategy: Literal["canary", "blue_green", "rings"] = "canary"
+    approval: ApprovalWait | None = None
+    """Set while an approval gate waits."""
+    rings: list[RingStatus] = Field(default_factory=list)
+    """A ring rollout's rings in order (empty for a single rollout)."""
+    keep_stable_until: datetime | None = None
+    """Blue/green: blue (stable) must stay deployed until then (`scale_down_delay` after the switch)."""
     started_at: datetime
     finished_at: datetime | None = None

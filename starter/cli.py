@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.calls import OperatorInput
 from contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME
-from contracts.spec import RolloutSpec, ServiceName, SpecError, load_spec
+from contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
 from contracts.status import RolloutStatus
 from starter import ci, rollouts, telemetry
 from starter.console import Console
@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
         p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
 
+    p = add(
+        "approve",
+        "pass the approval gate a rollout waits at; refused unless --by is one of the gate's approvers",
+    )
+    p.add_argument("service", type=_service)
+    p.add_argument("--by", required=True, help="who approves (checked against the gate's approvers)")
+    p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's history and status)")
+
     p = add("dev", "run a local Temporal dev server with Sluice's search attributes", False)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7233, help="frontend gRPC port (default 7233)")
@@ -116,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands -------------------------------------------------------------------------------
 
 
-def read_spec(path: str) -> tuple[RolloutSpec, str]:
+def read_spec(path: str) -> tuple[AnySpec, str]:
     """Load and validate a spec; unreadable or invalid is exit 2 listing every issue."""
     source = "<stdin>" if path == "-" else path
     try:
@@ -148,6 +156,8 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
                 "workflow_id": spec.workflow_id,
                 "spec_digest": spec.digest(),
                 "steps": len(spec.effective_steps()),
+                "strategy": spec.strategy,
+                "rings": [r.name for r in spec.rings] if isinstance(spec, RingRolloutSpec) else None,
             }
         )
     else:
@@ -179,7 +189,9 @@ async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
         live = ci.LiveView() if ci.live_terminal(sys.stdout, console.json_output) else None
 
         def step_summary(final: RolloutStatus) -> None:
-            ci.append_step_summary(ci.markdown_summary(final, spec, link, trace_id))
+            # A ring rollout's steps live in its rings; the summary then lists verdicts only.
+            steps_of = spec if isinstance(spec, RolloutSpec) else None
+            ci.append_step_summary(ci.markdown_summary(final, steps_of, link, trace_id))
 
         return await rollouts.follow(t, handle, spec.service, console, live, step_summary)
     if console.json_output:
@@ -228,10 +240,21 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     return await rollouts.signal(t, args.service, signal_name, operator, console)
 
 
+async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
+    reason, by = args.reason.strip(), args.by.strip()
+    if not reason or not by:
+        raise CliError(
+            "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
+        )
+    t = await rollouts.open_temporal()
+    return await rollouts.approve(t, args.service, OperatorInput(reason=reason, by=by), console)
+
+
 ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {
     "start": cmd_start,
     "status": cmd_status,
     "list": cmd_list,
+    "approve": cmd_approve,
     **dict.fromkeys(SIGNALS, cmd_signal),
 }
 

@@ -14,10 +14,11 @@ from contracts.spec import (
     HttpMetric,
     MetricSpec,
     PrometheusMetric,
+    RingRolloutSpec,
     RolloutSpec,
 )
 
-StepKind = Literal["set_weight", "bake", "wait"]
+StepKind = Literal["set_weight", "bake", "wait", "approval", "watch"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TimelineEntry:
 class Plan:
     """A rollout as it will run, before it runs."""
 
-    spec: RolloutSpec
+    spec: RolloutSpec | RingRolloutSpec
     entries: list[TimelineEntry]
 
     @property
@@ -57,16 +58,22 @@ class Plan:
         return next((e.index for e in self.entries if e.kind == "set_weight" and e.weight > 0), None)
 
 
-def build_plan(spec: RolloutSpec) -> Plan:
-    """Walk the effective steps, accumulating weight and the shortest elapsed time."""
+def build_plan(spec: RolloutSpec | RingRolloutSpec) -> Plan:
+    """Walk the effective steps (of one ring, for a ring rollout), accumulating weight and time."""
     entries: list[TimelineEntry] = []
     weight = 0
     elapsed = timedelta(0)
+    written = len(spec.written_steps())
     for index, step in enumerate(spec.effective_steps()):
         kind: StepKind
         if step.set_weight is not None:
             kind = "set_weight"
             weight = step.set_weight
+        elif step.watch is not None:
+            kind = "watch"
+            elapsed += step.watch
+        elif step.approval is not None:
+            kind = "approval"
         elif step.pause is not None and step.pause.duration is not None:
             kind = "bake"
             elapsed += step.pause.duration
@@ -79,8 +86,8 @@ def build_plan(spec: RolloutSpec) -> Plan:
                 kind=kind,
                 weight=weight,
                 elapsed=elapsed,
-                waits_for_operator=kind == "wait",
-                added=index >= len(spec.steps),
+                waits_for_operator=kind in ("wait", "approval"),
+                added=index >= written and kind != "watch",
             )
         )
     return Plan(spec=spec, entries=entries)
@@ -112,17 +119,35 @@ def pass_rule(metric: MetricSpec) -> str:
     return f"query value {' and '.join(bounds)}"
 
 
-def versions(spec: RolloutSpec) -> str:
+def versions(spec: RolloutSpec | RingRolloutSpec) -> str:
     """`v1 → v2`, or `stable → v2` when the spec names no stable version."""
     return f"{spec.stable_version or 'stable'} → {spec.version}"
 
 
-def static_summary(spec: RolloutSpec) -> str:
+def where(spec: RolloutSpec | RingRolloutSpec) -> str:
+    """Where traffic is split: the router, or every ring's."""
+    if isinstance(spec, RingRolloutSpec):
+        return f"{len(spec.rings)} rings: " + "; ".join(
+            f"{r.name} ({r.router.describe()})" for r in spec.rings
+        )
+    return spec.router.describe()
+
+
+def how(spec: RolloutSpec | RingRolloutSpec) -> str:
+    """`canary`, `blue_green`, or `canary, preset Linear10PercentEvery1Minute`."""
+    text: str = spec.strategy
+    if spec.preset is not None:
+        name = spec.preset if isinstance(spec.preset, str) else f"exponential x{spec.preset.growth_factor:g}%"
+        text += f", preset {name}"
+    return text
+
+
+def static_summary(spec: RolloutSpec | RingRolloutSpec) -> str:
     """One line for the Temporal UI: `checkout: v1 → v2, 6 steps (canary via haproxy be_x)`."""
     count = len(spec.effective_steps())
     return (
         f"{spec.service}: {versions(spec)}, {count} step{'s' if count != 1 else ''} "
-        f"(canary via {spec.router.describe().replace('`', '')})"
+        f"({spec.strategy} via {where(spec).replace('`', '')})"
     )
 
 
@@ -134,7 +159,7 @@ def static_details(plan: Plan, started_by: str) -> str:
     """Markdown for the Temporal UI: the timeline and the metrics as tables."""
     spec = plan.spec
     lines = [
-        f"**{spec.service}**: {versions(spec)} via {spec.router.describe()}",
+        f"**{spec.service}**: {versions(spec)} ({how(spec)}) via {where(spec)}",
         "",
         "| # | step | canary weight after | shortest elapsed |",
         "|---|---|---|---|",
@@ -183,10 +208,29 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 {"name": m.name, "provider": m.provider, "passes_when": pass_rule(m)} for m in a.metrics
             ],
         }
+    rings: list[dict[str, Any]] | None = None
+    if isinstance(spec, RingRolloutSpec):
+        rings = [
+            {
+                "name": r.name,
+                "router": r.router.describe(),
+                "soak_seconds": r.soak.total_seconds() if r.soak else None,
+                "approval_after": r.approval.describe() if r.approval else None,
+                "own_analysis": r.analysis is not None,
+            }
+            for r in spec.rings
+        ]
     return {
         "service": spec.service,
         "version": spec.version,
         "stable_version": spec.stable_version,
+        "strategy": spec.strategy,
+        "preset": spec.preset if isinstance(spec.preset, str | None) else spec.preset.model_dump(mode="json"),
+        "rings": rings,
+        "earlier_rings_on_failure": spec.earlier_rings_on_failure
+        if isinstance(spec, RingRolloutSpec)
+        else None,
+        "scale_down_delay_seconds": spec.scale_down_delay.total_seconds() if spec.scale_down_delay else None,
         "workflow_id": spec.workflow_id,
         "spec_digest": spec.digest(),
         "steps": [

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from contracts.durations import format_duration
-from contracts.spec import RolloutSpec
+from contracts.spec import AnySpec, RingRolloutSpec
 from contracts.status import MetricVerdict, RolloutStatus, Weights
-from starter.plan import Plan, pass_rule, versions
+from starter.plan import Plan, how, pass_rule, versions, where
 
 
 def step_label(index: int, count: int) -> str:
@@ -61,12 +61,14 @@ def verdict_line(v: MetricVerdict) -> str:
 # --- validate and plan ----------------------------------------------------------------------
 
 
-def render_valid(source: str, spec: RolloutSpec) -> list[str]:
+def render_valid(source: str, spec: AnySpec) -> list[str]:
     steps = len(spec.effective_steps())
     metrics = len(spec.analysis.metrics) if spec.analysis else 0
     return [
         f"{source} is valid: {spec.service} {versions(spec)}, {steps} steps, "
-        f"{metrics} metric{'s' if metrics != 1 else ''} (workflow {spec.workflow_id}, "
+        f"{metrics} metric{'s' if metrics != 1 else ''}"
+        + (f", {len(spec.rings)} rings" if isinstance(spec, RingRolloutSpec) else "")
+        + f" (workflow {spec.workflow_id}, "
         f"spec digest {spec.digest()})"
     ]
 
@@ -74,12 +76,18 @@ def render_valid(source: str, spec: RolloutSpec) -> list[str]:
 def render_plan(plan: Plan) -> list[str]:
     spec = plan.spec
     lines = [
-        f"Plan for {spec.service}: {versions(spec)} via {spec.router.describe().replace('`', '')}",
+        f"Plan for {spec.service}: {versions(spec)} ({how(spec)}) via {where(spec).replace('`', '')}",
         "",
     ]
+    if isinstance(spec, RingRolloutSpec):
+        lines += _ring_lines(spec)
     rows = []
     for e in plan.entries:
         note = "waits for an operator" if e.waits_for_operator else ""
+        if e.kind == "approval":
+            note = f"`sluice approve {spec.service} --by NAME --reason R`"
+        if e.kind == "watch":
+            note = "analysis continues at 100%; a failure rolls back to stable"
         if e.added:
             note = "added: the spec does not end at 100%"
         rows.append([str(e.index + 1), e.step, f"{e.weight}%", format_duration(e.elapsed), note])
@@ -110,6 +118,28 @@ def render_plan(plan: Plan) -> list[str]:
         indent="  ",
     )
     return lines
+
+
+def _ring_lines(spec: RingRolloutSpec) -> list[str]:
+    rows = []
+    for i, r in enumerate(spec.rings):
+        after = []
+        if r.soak:
+            after.append(f"soak {format_duration(r.soak)} (watched)")
+        if r.approval:
+            after.append(r.approval.describe())
+        rows.append([str(i + 1), r.name, r.router.describe().replace("`", ""), ", ".join(after) or "-"])
+    failing = (
+        "earlier rings are rolled back in reverse order"
+        if spec.earlier_rings_on_failure == "rollback"
+        else "earlier rings stay on the new version"
+    )
+    return [
+        *table(["ring", "name", "router", "then, before the next ring"], rows, indent="  "),
+        "",
+        f"Each ring runs the steps below as its own rollout. If a ring fails it rolls back, and {failing}.",
+        "",
+    ]
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -157,6 +187,30 @@ def render_status(status: RolloutStatus, ui_link: str | None = None, note: str |
             for x in s.actions
         ]
         lines += table(["at", "action", "by", "during", "reason"], rows, indent="    ")
+    if s.approval is not None:
+        g = s.approval
+        who = ", ".join(g.approvers) if g.approvers else "anyone"
+        deadline = f"; at {when(g.deadline)} it does `{g.on_timeout}`" if g.deadline else ""
+        lines += [
+            "",
+            f"  approval  waiting since {when(g.since)} for {who}{deadline}",
+            f"            ({g.step})",
+        ]
+    if s.keep_stable_until is not None:
+        lines.append(f"  keep {s.stable_version or 'stable'} deployed until {when(s.keep_stable_until)}")
+    if s.rings:
+        lines += ["", "  rings:"]
+        rows = [
+            [
+                r.name,
+                r.phase if isinstance(r.phase, str) else r.phase.value,
+                weights_line(r.weights, s.stable_version, s.version) if r.weights else "-",
+                r.workflow_id,
+                r.message or "-",
+            ]
+            for r in s.rings
+        ]
+        lines += table(["ring", "phase", "weights", "workflow", "message"], rows, indent="    ")
     if s.rollback is not None:
         r = s.rollback
         lines += ["", f"  rollback  started {when(r.started_at)}: {r.reason}"]
@@ -165,7 +219,7 @@ def render_status(status: RolloutStatus, ui_link: str | None = None, note: str |
         else:
             stuck = f"; last error: {r.last_error}" if r.last_error else ""
             lines.append(f"            NOT VERIFIED YET after {r.attempts} attempt(s){stuck}")
-    if not s.traffic_touched:
+    if not s.traffic_touched and not s.rings:
         lines += ["", "  traffic was never changed by this rollout"]
     if ui_link:
         lines += ["", f"  web UI    {ui_link}"]

@@ -22,6 +22,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -34,9 +35,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import search_attributes as sa
-from contracts.calls import OperatorInput, RolloutInput
-from contracts.names import QUERY_STATUS, TASK_QUEUE, WORKFLOW_TYPE
-from contracts.spec import RolloutSpec, workflow_id_for
+from contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
+from contracts.names import QUERY_STATUS, RING_WORKFLOW_TYPE, TASK_QUEUE, UPDATE_APPROVE, WORKFLOW_TYPE
+from contracts.spec import AnySpec, RingRolloutSpec, workflow_id_for
 from contracts.status import Phase, RolloutStatus
 from starter import telemetry
 from starter.ci import LiveView, watching_line
@@ -240,7 +241,7 @@ async def show_status(t: Temporal, service: str, console: Console) -> ExitCode:
 # --- start ----------------------------------------------------------------------------------
 
 
-async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> RolloutHandle:
+async def start(t: Temporal, spec: AnySpec, by: str, console: Console) -> RolloutHandle:
     """Start the rollout, or attach to the same one already running (a CI re-run).
 
     Another rollout running for the service is exit 4, naming it.
@@ -248,9 +249,16 @@ async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> Ro
     digest = spec.digest()
     for _ in range(2):  # a second try only if the running one ended while we looked at it
         try:
+            workflow_input: RolloutInput | RingRolloutInput
+            if isinstance(spec, RingRolloutSpec):
+                workflow_type = RING_WORKFLOW_TYPE
+                workflow_input = RingRolloutInput(spec=spec, spec_digest=digest, started_by=by)
+            else:
+                workflow_type = WORKFLOW_TYPE
+                workflow_input = RolloutInput(spec=spec, spec_digest=digest, started_by=by)
             return await t.client.start_workflow(
-                WORKFLOW_TYPE,
-                RolloutInput(spec=spec, spec_digest=digest, started_by=by),
+                workflow_type,
+                workflow_input,
                 id=spec.workflow_id,
                 task_queue=TASK_QUEUE,
                 result_type=RolloutStatus,
@@ -290,7 +298,7 @@ async def start(t: Temporal, spec: RolloutSpec, by: str, console: Console) -> Ro
     raise CliError(f"{spec.workflow_id} keeps starting and ending under us; try again.", ExitCode.UNAVAILABLE)
 
 
-async def _attach(t: Temporal, spec: RolloutSpec, digest: str, console: Console) -> RolloutHandle | None:
+async def _attach(t: Temporal, spec: AnySpec, digest: str, console: Console) -> RolloutHandle | None:
     """The running rollout if it is this very spec; None if it just ended; else exit 4."""
     desc = await describe(t, spec.service)
     if not is_running(desc):
@@ -429,13 +437,15 @@ async def _ended_without_result(
 
 async def list_rollouts(t: Temporal, service: str | None, limit: int) -> list[dict[str, Any]]:
     """Rollouts newest first, from the search attributes (no worker needed)."""
-    query = f"WorkflowType='{WORKFLOW_TYPE}'"
+    query = f"WorkflowType IN ('{WORKFLOW_TYPE}', '{RING_WORKFLOW_TYPE}')"
     if service:
         query += f" AND {sa.SERVICE.name}='{service}'"
     rows: list[dict[str, Any]] = []
     try:
         async for wf in t.client.list_workflows(query=query, limit=limit):
             attrs = wf.typed_search_attributes
+            if attrs.get(sa.SERVICE) is None:
+                continue  # a ring's own rollout: listed through its ring rollout
             rows.append(
                 {
                     "service": attrs.get(sa.SERVICE),
@@ -527,3 +537,42 @@ async def _memo_carrier(desc: WorkflowExecutionDescription) -> dict[str, str] | 
     if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
         return {str(k): v for k, v in value.items()}
     return None
+
+
+# --- approval -------------------------------------------------------------------------------
+
+
+async def approve(t: Temporal, service: str, operator: OperatorInput, console: Console) -> ExitCode:
+    """Send the `approve` update to the gate that waits: the rollout's own, or its running ring's.
+
+    The workflow's validator refuses anyone the gate does not list (exit 2, nothing recorded).
+    """
+    desc = await describe(t, service)
+    if not is_running(desc):
+        raise CliError(
+            f"the rollout of {service} is not running; there is nothing to approve.", ExitCode.INVALID
+        )
+    handle = t.handle(service, run_id=desc.run_id)
+    target = handle
+    status = await query_status(handle, wait_seconds=3.0)
+    if status is not None and status.approval is None:
+        # A ring rollout whose running ring waits at an approval step: approve that ring.
+        running = [r for r in status.rings if r.phase not in ("pending",) and not Phase(r.phase).is_final]
+        if running:
+            target = t.client.get_workflow_handle(running[0].workflow_id, result_type=RolloutStatus)
+    try:
+        after: RolloutStatus = await target.execute_update(
+            UPDATE_APPROVE, operator, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=10)
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        message = getattr(cause, "message", None) or str(cause or err)
+        raise CliError(f"approval refused by {target.id}: {message}", ExitCode.INVALID) from None
+    except RPCError as err:
+        raise t.rpc_error(err, f"approve {target.id}") from None
+    console.say(f"approved {target.id} (by {operator.by}: {operator.reason}); phase now {after.phase.value}")
+    if console.json_output:
+        console.data(
+            {"workflow_id": target.id, "by": operator.by, "reason": operator.reason, "status": after}
+        )
+    return ExitCode.OK

@@ -29,6 +29,20 @@ def current_details(status: RolloutStatus) -> str:
             f"- analysis: {a.ticks} ticks, {a.failed_ticks} failed, "
             f"{a.consecutive_inconclusive} inconclusive in a row"
         )
+    if status.approval is not None:
+        g = status.approval
+        who = ", ".join(g.approvers) if g.approvers else "anyone"
+        until = f" until {g.deadline:%Y-%m-%d %H:%M:%S} UTC, then {g.on_timeout}" if g.deadline else ""
+        how = f"`sluice approve {status.service} --by NAME --reason R`"
+        lines.append(f"- **waiting for approval** by {who}{until}: {how}")
+    if status.keep_stable_until is not None:
+        keep = f"{status.keep_stable_until:%Y-%m-%d %H:%M:%S} UTC"
+        lines.append(f"- keep {status.stable_version or 'stable'} deployed until {keep}")
+    if status.rings:
+        lines += ["", "| ring | phase | weights | workflow |", "|---|---|---|---|"]
+        for r in status.rings:
+            w = f"{r.weights.stable}% / {r.weights.canary}%" if r.weights else ""
+            lines.append(f"| {r.name} | {r.phase} | {w} | {r.workflow_id} |")
     if status.rollback is not None:
         rb = status.rollback
         state = "verified" if rb.verified_at else f"in progress, {rb.attempts} attempts"

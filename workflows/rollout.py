@@ -33,8 +33,10 @@ with workflow.unsafe.imports_passed_through():
         TrafficState,
     )
     from contracts.durations import format_duration
-    from contracts.spec import AnalysisSpec, RolloutSpec, Step
+    from contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from contracts.status import (
+        AnalysisCounters,
+        ApprovalWait,
         MetricVerdict,
         OperatorAction,
         OperatorActionKind,
@@ -90,6 +92,7 @@ class RolloutWorkflow:
             step_count=len(self._steps),
             step=self._steps[0].describe(),
             started_at=workflow.now(),
+            strategy=inp.spec.strategy,
         )
         self._input = inp
         self._operator_paused = False
@@ -103,6 +106,8 @@ class RolloutWorkflow:
         """Last verdict of each `compare: stable` metric that carried its test's state."""
         self._analysis_task: asyncio.Task[None] | None = None
         self._analysis_stopping = False
+        self._gate: ApprovalSpec | None = None
+        self._approved = False
         self._published: dict[str, str | int] = {}
         # Where the steps start: (step index, step already under way, bake time left).
         self._resume_at: tuple[int, bool, timedelta | None] = (0, False, None)
@@ -140,8 +145,11 @@ class RolloutWorkflow:
                     Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {_cause(err)}"
                 )
             self._record_weights(state)
-        elif inp.carried.analysis_running and self._spec.analysis is not None:
-            self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
+            if self._pre_promotion_analysis() is not None:
+                self._status.analysis.started_at = workflow.now()
+                self._start_analysis()
+        elif inp.carried.analysis_running:
+            self._start_analysis()
 
         try:
             await self._run_steps()
@@ -200,6 +208,18 @@ class RolloutWorkflow:
             self._stop = (Phase.ABORTED, f"aborted by {inp.by or 'an operator'}: {reason}")
             self._publish()
 
+    @workflow.update(name=names.UPDATE_APPROVE)
+    def approve(self, inp: OperatorInput) -> RolloutStatus:
+        """Pass the approval gate the rollout waits at; the validator rejects anyone not listed."""
+        self._record_action("approve", inp.reason, inp.by)
+        self._approved = True
+        self._publish()
+        return self._status
+
+    @approve.validator
+    def _check_approval(self, inp: OperatorInput) -> None:
+        check_approval(self._gate, self._status, inp)
+
     @workflow.query(name=names.QUERY_STATUS)
     def status(self) -> RolloutStatus:
         """Phase, step, weights, last verdict of every metric, operator actions, rollback state."""
@@ -245,6 +265,10 @@ class RolloutWorkflow:
                 self._publish()
             if step.set_weight is not None:
                 await self._shift(step.set_weight)
+            elif step.watch is not None:
+                await self._bake(index, bake_left if resuming and bake_left else step.watch)
+            elif step.approval is not None:
+                await self._await_approval(index, step.approval, bake_left if resuming else None)
             elif step.pause is not None and step.pause.duration is not None:
                 await self._bake(index, bake_left if resuming and bake_left else step.pause.duration)
             else:
@@ -267,6 +291,14 @@ class RolloutWorkflow:
                 await self._continue_as_new(index, bake_left is not None, bake_left)
 
     async def _shift(self, weight: int) -> None:
+        before_switch = self._status.weights is None or self._status.weights.canary == 0
+        pre_running = self._analysis_task is not None and self._pre_promotion_analysis() is not None
+        if weight > 0 and pre_running and before_switch:
+            # Blue/green: the preview analysis is over; the post-switch analysis starts afresh.
+            await self._stop_analysis()
+            self._analysis_stopping = False
+            self._evidence = {}
+            self._status.analysis = AnalysisCounters()
         self._status.traffic_touched = True
         state = await workflow.execute_activity(
             set_traffic,
@@ -284,11 +316,17 @@ class RolloutWorkflow:
             # The shift finished instead of being cancelled, which swallows the cancel
             # request; re-raise it so the compensation still runs.
             raise asyncio.CancelledError()
+        if (
+            weight == 100
+            and self._spec.scale_down_delay is not None
+            and self._status.keep_stable_until is None
+        ):
+            self._status.keep_stable_until = workflow.now() + self._spec.scale_down_delay
         if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
             self._baseline = state.canary_counters
             self._stable_baseline = state.stable_counters
             self._status.analysis.started_at = workflow.now()
-            self._analysis_task = asyncio.create_task(self._analysis_loop(self._spec.analysis))
+            self._start_analysis()
 
     async def _bake(self, index: int, duration: timedelta) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time."""
@@ -325,6 +363,55 @@ class RolloutWorkflow:
                 await self._continue_as_new(index, True, None)
         finally:
             self._waiting_at_step = None
+
+    async def _await_approval(self, index: int, gate: ApprovalSpec, left: timedelta | None) -> None:
+        """Wait for an accepted `approve` update, an interruption, or the gate's timeout."""
+        now = workflow.now()
+        carried = self._status.approval
+        if left is not None and carried is not None and carried.deadline is not None:
+            # Continued as new at this gate: keep its original deadline to the millisecond.
+            timeout: timedelta | None = max(carried.deadline - now, timedelta(milliseconds=1))
+        else:
+            timeout = left if left is not None else gate.timeout
+            self._status.approval = ApprovalWait(
+                step=gate.describe(),
+                approvers=list(gate.approvers),
+                since=now,
+                deadline=now + timeout if timeout is not None else None,
+                on_timeout=gate.on_timeout,
+            )
+        self._gate, self._approved = gate, False
+        who = " or ".join(gate.approvers) if gate.approvers else "anyone"
+        self._status.message = (
+            f"step {index + 1}: waiting for approval by {who} "
+            f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
+        )
+        self._publish()
+        try:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._approved or self._interrupted() or self._history_full(),
+                    timeout=timeout,
+                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
+                )
+            except TimeoutError:
+                assert gate.timeout is not None
+                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
+                self._record_action("approval_timeout", reason, "sluice")
+                if gate.on_timeout == "rollback":
+                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
+                return
+            if not (self._approved or self._interrupted()):
+                remaining = None
+                if timeout is not None:
+                    remaining = max(timeout - (workflow.now() - now), timedelta(milliseconds=1))
+                await self._continue_as_new(index, True, remaining)
+        except workflow.ContinueAsNewError:
+            raise  # the gate (and its deadline) is carried into the next run as it is
+        except BaseException:
+            self._gate, self._status.approval = None, None
+            raise
+        self._gate, self._status.approval = None, None
 
     # --- continue-as-new ------------------------------------------------------------------
 
@@ -373,6 +460,19 @@ class RolloutWorkflow:
         )
 
     # --- analysis -------------------------------------------------------------------------
+
+    def _pre_promotion_analysis(self) -> AnalysisSpec | None:
+        """Blue/green's analysis of green before the switch, if the spec has one."""
+        pre = self._spec.pre_promotion
+        return pre.analysis if self._spec.strategy == "blue_green" and pre is not None else None
+
+    def _start_analysis(self) -> None:
+        """Start the analysis that applies now: before a blue/green switch the preview's, else the main."""
+        weight = self._status.weights.canary if self._status.weights is not None else 0
+        before_switch = self._spec.strategy == "blue_green" and weight == 0
+        spec = self._pre_promotion_analysis() if before_switch else self._spec.analysis
+        if spec is not None:
+            self._analysis_task = asyncio.create_task(self._analysis_loop(spec))
 
     async def _analysis_loop(self, spec: AnalysisSpec) -> None:
         """Every `interval` from the first weight > 0: one activity measures all metrics."""
@@ -482,7 +582,12 @@ class RolloutWorkflow:
 
     def _promoted_message(self) -> str:
         how = "promoted by an operator" if self._promote_requested else "all steps passed"
-        return f"{how}; 100% of traffic is on {self._spec.version} (verified)"
+        text = f"{how}; 100% of traffic is on {self._spec.version} (verified)"
+        if self._status.keep_stable_until is not None:
+            stable = self._spec.stable_version or "stable"
+            until = f"{self._status.keep_stable_until:%Y-%m-%d %H:%M:%S} UTC"
+            text += f"; keep {stable} deployed until {until} (scale_down_delay)"
+        return text
 
     # --- visibility -------------------------------------------------------------------------
 
@@ -493,6 +598,8 @@ class RolloutWorkflow:
     def _current_phase(self) -> Phase:
         if self._status.phase.is_final or self._status.phase is Phase.ROLLING_BACK:
             return self._status.phase
+        if self._status.approval is not None:
+            return Phase.AWAITING_APPROVAL
         if self._operator_paused or self._waiting_at_step is not None:
             return Phase.PAUSED
         return Phase.PROGRESSING
@@ -514,6 +621,25 @@ class RolloutWorkflow:
             )
         workflow.set_current_details(current_details(self._status))
         self._observer.changed(self._status)
+
+
+def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput) -> None:
+    """The approve update's validator: reject (no history) unless a gate waits and `by` may approve."""
+    if gate is None or status.phase.is_final or status.rollback is not None:
+        raise ApplicationError(
+            f"{status.service} is not waiting for an approval "
+            f"(phase {status.phase.value}, step {status.step})",
+            type=errors.NOT_WAITING_FOR_APPROVAL,
+            non_retryable=True,
+        )
+    if not inp.by.strip():
+        raise ApplicationError("an approval must say who approves (`by`)", type=errors.NOT_AN_APPROVER)
+    if gate.approvers and inp.by not in gate.approvers:
+        raise ApplicationError(
+            f"{inp.by!r} may not approve this gate; approvers: {', '.join(gate.approvers)}",
+            type=errors.NOT_AN_APPROVER,
+            non_retryable=True,
+        )
 
 
 def _cause(err: BaseException) -> str:

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -109,11 +110,13 @@ async def page_texts_and_screenshot(
     import websockets
 
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # Chromium's helper processes can still be writing the profile as it exits.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(  # noqa: ASYNC220 (started once, stopped by PID below)
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped with all its helpers
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -137,11 +140,12 @@ async def page_texts_and_screenshot(
                         screenshot.write_bytes(base64.b64decode(shot["data"]))
                 return texts
         finally:
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,159 @@
+"""Blue/green and ring rollouts on the real stack: dev server, worker process, HAProxy, demos, CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localstack.demo_service import start_demo_service
+from localstack.haproxy import start_haproxy
+from localstack.load import LoadGenerator, send_requests
+from localstack.procs import ManagedProcess, free_port
+from localstack.temporal import DevServer
+from tests.e2e.conftest import Stack
+from tests.e2e.test_rollouts import status, wait_status
+
+pytestmark = pytest.mark.integration
+
+ERRORS = {"name": "new-5xx", "provider": "haproxy", "max": 0.05, "min_requests": 5}
+
+
+def router_of(stack: Stack) -> dict[str, Any]:
+    return {
+        "type": "haproxy",
+        "admin_socket": str(stack.haproxy.admin_socket),
+        "backend": stack.haproxy.backend,
+        "stable_server": "stable",
+        "canary_server": "canary",
+    }
+
+
+def write(stack: Stack, data: dict[str, Any]) -> Path:
+    path = stack.workdir / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_blue_green_switches_at_once_and_back_to_blue_on_a_failing_watch(
+    stack: Stack, worker: ManagedProcess
+) -> None:
+    spec = write(
+        stack,
+        {
+            "service": stack.service,
+            "version": "v2",
+            "stable_version": "v1",
+            "strategy": "blue_green",
+            "router": router_of(stack),
+            "pre_promotion": {
+                "duration": "2s",
+                "analysis": {
+                    "interval": "1s",
+                    "metrics": [
+                        {
+                            "name": "preview",
+                            "provider": "http",
+                            "url": f"{stack.canary_url}/healthz",
+                            "min_success_ratio": 1.0,
+                        }
+                    ],
+                },
+            },
+            "post_promotion": "5m",
+            "scale_down_delay": "10m",
+            "analysis": {"interval": "1s", "inconclusive_limit": 60, "metrics": [ERRORS]},
+        },
+    )
+    with LoadGenerator(stack.haproxy.url, rate=40) as load:
+        done = stack.sluice("start", "-f", str(spec))
+        assert done.returncode == 0, done.stdout + done.stderr
+        before = wait_status(stack, lambda s: s["analysis"]["ticks"] >= 1 and s["weights"]["canary"] == 0)
+        assert before["verdicts"][0]["metric"] == "preview"
+        assert load.counts().by_version.get("v2", 0) == 0  # green has had no user traffic
+        switched = wait_status(stack, lambda s: (s.get("weights") or {}).get("canary") == 100, timeout=30)
+        assert switched["step"].startswith("post-promotion watch")
+        assert switched["keep_stable_until"] is not None
+        assert send_requests(stack.haproxy.url, 50).by_version == {"v2": 50}
+        wait_status(stack, lambda s: s["analysis"]["ticks"] >= 2 and s["verdicts"][0]["verdict"] == "pass")
+        stack.canary_errors(1.0)
+        broke = time.monotonic()
+        final = wait_status(stack, lambda s: s["phase"] == "rolled_back", timeout=30)
+        took = time.monotonic() - broke
+    assert final["weights"] == {"stable": 100, "canary": 0}
+    assert final["rollback"]["verified_at"] is not None
+    assert took < 15, f"switch back took {took:.1f}s"
+    assert send_requests(stack.haproxy.url, 50).by_version == {"v1": 50}
+
+
+@pytest.fixture
+def second_ring(dev_server: DevServer, stack: Stack) -> Iterator[Stack]:
+    workdir = stack.workdir / "ring2"
+    workdir.mkdir()
+    stable_port, canary_port = free_port(), free_port()
+    stable = start_demo_service(stable_port, "v1", workdir)
+    canary = start_demo_service(canary_port, "v2", workdir)
+    haproxy = start_haproxy(
+        workdir,
+        service=f"{stack.service}-b",
+        frontend_port=free_port(),
+        stable_addr=f"127.0.0.1:{stable_port}",
+        canary_addr=f"127.0.0.1:{canary_port}",
+    )
+    try:
+        yield Stack(
+            service=stack.service,
+            haproxy=haproxy,
+            stable_url=f"http://127.0.0.1:{stable_port}",
+            canary_url=f"http://127.0.0.1:{canary_port}",
+            server=dev_server,
+            workdir=workdir,
+        )
+    finally:
+        haproxy.stop()
+        stable.stop()
+        canary.stop()
+
+
+def test_two_rings_second_fails_and_both_roll_back(
+    stack: Stack, second_ring: Stack, worker: ManagedProcess
+) -> None:
+    spec = write(
+        stack,
+        {
+            "service": stack.service,
+            "version": "v2",
+            "stable_version": "v1",
+            "steps": [{"set_weight": 50}, {"pause": "3s"}, {"set_weight": 100}],
+            "analysis": {"interval": "1s", "inconclusive_limit": 60, "metrics": [ERRORS]},
+            "rings": [
+                {"name": "first", "router": router_of(stack)},
+                {"name": "second", "router": router_of(second_ring)},
+            ],
+        },
+    )
+    second_ring.canary_errors(1.0)  # v2 is broken in the second ring only
+    plan = stack.sluice("plan", "-f", str(spec))
+    assert plan.returncode == 0 and "first" in plan.stdout and "second" in plan.stdout, plan.stderr
+    with LoadGenerator(stack.haproxy.url, rate=20), LoadGenerator(second_ring.haproxy.url, rate=20):
+        done = stack.sluice("start", "-f", str(spec), "--wait", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    final = status(stack)
+    assert final["strategy"] == "rings" and final["phase"] == "rolled_back"
+    rings = {r["name"]: r for r in final["rings"]}
+    assert rings["first"]["phase"] == rings["second"]["phase"] == "rolled_back"
+    # The saga: the failing ring rolled itself back first, then the earlier ring.
+    assert rings["second"]["finished_at"] < rings["first"]["finished_at"]
+    assert rings["first"]["weights"] == {"stable": 100, "canary": 0}
+    for s in (stack, second_ring):
+        assert send_requests(s.haproxy.url, 40).by_version == {"v1": 40}
+    text = stack.sluice("status", stack.service)
+    assert "rings:" in text.stdout and "second" in text.stdout, text.stdout
+    listed = stack.sluice("list", "--service", stack.service, "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["workflow_id"] for r in json.loads(listed.stdout)] == [f"rollout-{stack.service}"]

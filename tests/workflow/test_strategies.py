@@ -1,0 +1,466 @@
+"""Blue/green, presets, post-promotion watch, approval gates and ring rollouts on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from contracts.calls import (
+    AnalyzeInput,
+    AnalyzeResult,
+    OperatorInput,
+    PreflightInput,
+    RingRolloutInput,
+    RollbackInput,
+    SetTrafficInput,
+    TrafficState,
+)
+from contracts.spec import RingRolloutSpec, parse_any_spec
+from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+from tests.workflow.test_rollout_workflow import CANARY, METRICS, ROUTER, FakeRouter, make_spec, running
+from workflows.rings import RingRolloutWorkflow
+from workflows.rollout import RolloutWorkflow
+
+
+async def until(
+    handle: WorkflowHandle[Any, RolloutStatus], check: Callable[[RolloutStatus], bool]
+) -> RolloutStatus:
+    """Poll the status query (real time) until `check` holds; a query that times out while the
+    workflow moves to a new run is retried."""
+    last: RolloutStatus | None = None
+    for _ in range(300):
+        try:
+            last = await handle.query("status", result_type=RolloutStatus, rpc_timeout=timedelta(seconds=2))
+        except RPCError:
+            await asyncio.sleep(0.1)
+            continue
+        if check(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition never held; last status: {last}")
+
+
+def op(reason: str = "test", by: str = "alice") -> OperatorInput:
+    return OperatorInput(reason=reason, by=by)
+
+
+def spec_with(**extra: Any) -> Any:
+    data: dict[str, Any] = {
+        "service": "checkout",
+        "version": "v2",
+        "stable_version": "v1",
+        "router": ROUTER,
+        "analysis": {"interval": "5s", "metrics": METRICS},
+        **extra,
+    }
+    return parse_any_spec(data)
+
+
+# --- presets and the canary watch ---------------------------------------------------------------
+
+
+async def test_linear_preset_runs_its_expanded_steps(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, spec_with(preset="Linear10PercentEvery1Minute"), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert router.weights_set() == list(range(10, 101, 10))
+
+
+async def test_canary_post_promotion_failure_rolls_back_to_stable(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 50}, {"pause": "30s"}, {"set_weight": 100}], post_promotion="10m")
+    async with running(env, spec, router) as handle:
+        await env.sleep(40)
+        watching = await until(handle, lambda s: s.step.startswith("post-promotion watch"))
+        router.verdict = Verdict.FAIL
+        result = await handle.result()
+    assert watching.weights is not None and watching.weights.canary == 100
+    assert result.phase is Phase.ROLLED_BACK
+    assert router.weights_set() == [50, 100] and router.rollbacks() == 1 and router.canary == 0
+
+
+async def test_canary_post_promotion_passes_then_promotes(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 100}], post_promotion="2m")
+    async with running(env, spec, router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and router.rollbacks() == 0
+    assert result.analysis.ticks >= 20  # the watch kept analysing for 2 minutes
+
+
+# --- blue/green ---------------------------------------------------------------------------------
+
+PREVIEW = {
+    "name": "preview",
+    "provider": "http",
+    "url": "http://127.0.0.1:1/healthz",
+    "min_success_ratio": 1.0,
+}
+
+
+def blue_green(**extra: Any) -> Any:
+    return spec_with(
+        strategy="blue_green",
+        pre_promotion={"duration": "1m", "analysis": {"interval": "5s", "metrics": [PREVIEW]}},
+        post_promotion="5m",
+        scale_down_delay="30m",
+        **extra,
+    )
+
+
+async def test_blue_green_switches_once_and_keeps_blue_for_the_delay(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, blue_green(), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert router.weights_set() == [100]  # no partial weights: green got all at once
+    analysed = [w for kind, w in router.calls if kind == "analyze"]
+    assert analysed.count(0) >= 10 and analysed.count(100) >= 50  # preview, then the watch
+    assert result.keep_stable_until is not None and "scale_down_delay" in result.message
+
+
+async def test_blue_green_failing_preview_never_sends_user_traffic(env: WorkflowEnvironment) -> None:
+    router = FakeRouter(verdict=Verdict.FAIL)
+    async with running(env, blue_green(), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    assert router.weights_set() == [] and result.traffic_touched is False
+    assert "preview" in result.message
+
+
+async def test_blue_green_failure_in_the_watch_switches_back_to_blue(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, blue_green(), router) as handle:
+        await env.sleep(70)
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 100)
+        router.verdict = Verdict.FAIL
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    assert router.weights_set() == [100] and router.calls[-1] == ("rollback", 0)
+    assert result.weights is not None and result.weights.stable == 100
+
+
+async def test_blue_green_cancel_during_the_watch_switches_back(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, blue_green(), router) as handle:
+        await env.sleep(70)
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 100)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert router.rollbacks() == 1 and router.canary == 0
+
+
+# --- approval gates -----------------------------------------------------------------------------
+
+GATE = {"approval": {"approvers": ["alice", "bob"], "timeout": "4h", "on_timeout": "rollback"}}
+
+
+async def test_approval_gate_rejects_strangers_and_records_the_approver(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        waiting = await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("approve", op("lgtm", "mallory"), result_type=RolloutStatus)
+        assert "may not approve" in str(refused.value.cause)
+        after = await handle.execute_update(
+            "approve", op("dashboards green", "bob"), result_type=RolloutStatus
+        )
+        result = await handle.result()
+        history = await handle.fetch_history()
+    assert waiting.approval is not None and waiting.approval.approvers == ["alice", "bob"]
+    assert waiting.approval.deadline is not None
+    assert after.actions[-1].action == "approve" and after.actions[-1].by == "bob"
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert [(a.action, a.by, a.reason) for a in result.actions] == [("approve", "bob", "dashboards green")]
+    # The rejected update left nothing in the history; the accepted one is there with who and why.
+    updates = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    assert len(updates) == 1
+
+
+async def test_approval_rejected_when_no_gate_waits(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, make_spec(CANARY), router) as handle:
+        await until(handle, lambda s: s.step_index == 1)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("approve", op("x", "alice"), result_type=RolloutStatus)
+        await handle.signal("abort", op("done"))
+        await handle.result()
+    assert "not waiting for an approval" in str(refused.value.cause)
+
+
+async def test_approval_timeout_rolls_back(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK and "approval gate timed out" in result.message
+    assert router.rollbacks() == 1 and router.canary == 0
+    assert result.actions[-1].action == "approval_timeout" and result.actions[-1].by == "sluice"
+    assert (result.finished_at - result.started_at).total_seconds() >= 4 * 3600  # type: ignore[operator]
+
+
+async def test_approval_timeout_can_continue(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    gate = {"approval": {"timeout": "1h", "on_timeout": "continue"}}
+    async with running(
+        env, spec_with(steps=[{"set_weight": 10}, gate, {"set_weight": 100}]), router
+    ) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+
+
+async def test_cancel_while_awaiting_approval_rolls_back(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert router.rollbacks() == 1 and router.canary == 0
+
+
+async def test_continue_as_new_at_a_gate_keeps_its_deadline(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router, continue_as_new_after_events=150) as handle:
+        first = await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await env.sleep(3600)
+        later = await until(handle, lambda s: s.continued_as_new >= 2 and s.phase is Phase.AWAITING_APPROVAL)
+        await handle.execute_update("approve", op("ok", "alice"), result_type=RolloutStatus)
+        result = await handle.result()
+    assert first.approval is not None and later.approval is not None
+    assert later.approval.deadline == first.approval.deadline
+    assert result.phase is Phase.PROMOTED and router.rollbacks() == 0 and router.weights_set() == [10, 100]
+
+
+# --- rings --------------------------------------------------------------------------------------
+
+
+class Rings:
+    """One FakeRouter per ring, chosen by the HAProxy backend the activity is called with."""
+
+    def __init__(self, *names: str) -> None:
+        self.routers = {n: FakeRouter() for n in names}
+        self.order: list[tuple[str, str, int]] = []
+
+    def _of(self, router: Any) -> tuple[str, FakeRouter]:
+        name = router.backend.removeprefix("be_")
+        return name, self.routers[name]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="preflight")
+        async def preflight(inp: PreflightInput) -> TrafficState:
+            return self._of(inp.router)[1].state()
+
+        @activity.defn(name="set_traffic")
+        async def set_traffic(inp: SetTrafficInput) -> TrafficState:
+            name, r = self._of(inp.router)
+            r.canary = inp.canary_weight
+            r.calls.append(("set_traffic", inp.canary_weight))
+            self.order.append((name, "set", inp.canary_weight))
+            return r.state()
+
+        @activity.defn(name="rollback_traffic")
+        async def rollback_traffic(inp: RollbackInput) -> TrafficState:
+            name, r = self._of(inp.router)
+            r.canary = 0
+            r.calls.append(("rollback", 0))
+            self.order.append((name, "rollback", 0))
+            return r.state()
+
+        @activity.defn(name="analyze")
+        async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
+            _, r = self._of(inp.router)
+            v = r.verdict
+            at = datetime.now(UTC)
+            return AnalyzeResult(
+                verdicts=[
+                    MetricVerdict(metric=m.name, verdict=v, detail=f"stubbed {v.value}", at=at)
+                    for m in inp.metrics
+                ]
+            )
+
+        return [preflight, set_traffic, rollback_traffic, analyze]
+
+
+def ring_spec(*names: str, **extra: Any) -> RingRolloutSpec:
+    rings = [{"name": n, "router": {**ROUTER, "backend": f"be_{n}"}} for n in names]
+    for ring, more in zip(rings, extra.pop("ring_extra", []), strict=False):
+        ring.update(more)
+    spec = parse_any_spec(
+        {
+            "service": "checkout",
+            "version": "v2",
+            "stable_version": "v1",
+            "steps": [{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}],
+            "analysis": {"interval": "5s", "metrics": METRICS},
+            "rings": rings,
+            **extra,
+        }
+    )
+    assert isinstance(spec, RingRolloutSpec)
+    return spec
+
+
+@asynccontextmanager
+async def ring_rollout(
+    env: WorkflowEnvironment,
+    spec: RingRolloutSpec,
+    rings: Rings,
+    continue_as_new_after_events: int | None = None,
+) -> AsyncIterator[WorkflowHandle[Any, RolloutStatus]]:
+    queue = f"tq-{uuid.uuid4()}"
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[RolloutWorkflow, RingRolloutWorkflow],
+        activities=rings.activities(),
+    ):
+        handle: WorkflowHandle[Any, RolloutStatus] = await env.client.start_workflow(
+            RingRolloutWorkflow.run,
+            RingRolloutInput(
+                spec=spec,
+                spec_digest=spec.digest(),
+                continue_as_new_after_events=continue_as_new_after_events,
+            ),
+            # Named after the test: ring ids derive from it, and replay needs the same ids.
+            id=f"rollout-{test}",
+            task_queue=queue,
+            result_type=RolloutStatus,
+        )
+        yield handle
+        target = os.environ.get("SLUICE_RECORD_HISTORIES")
+        if target:
+            Path(target, f"{test}.json").write_text((await handle.fetch_history()).to_json())
+            status = await handle.query("status", result_type=RolloutStatus)
+            for ring in status.rings:
+                if ring.phase != "pending":
+                    child = env.client.get_workflow_handle(ring.workflow_id)
+                    Path(target, f"{test}--ring-{ring.name}.json").write_text(
+                        (await child.fetch_history()).to_json()
+                    )
+
+
+async def test_rings_roll_out_in_order(env: WorkflowEnvironment) -> None:
+    rings = Rings("canary", "eu")
+    async with ring_rollout(env, ring_spec("canary", "eu"), rings) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert rings.order == [
+        ("canary", "set", 10),
+        ("canary", "set", 100),
+        ("eu", "set", 10),
+        ("eu", "set", 100),
+    ]
+    assert [(r.name, r.phase) for r in result.rings] == [("canary", Phase.PROMOTED), ("eu", Phase.PROMOTED)]
+
+
+async def test_a_failing_ring_rolls_back_itself_then_earlier_rings_in_reverse(
+    env: WorkflowEnvironment,
+) -> None:
+    rings = Rings("a", "b", "c")
+    rings.routers["c"].verdict = Verdict.FAIL
+    async with ring_rollout(env, ring_spec("a", "b", "c"), rings) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    rollbacks = [name for name, what, _ in rings.order if what == "rollback"]
+    assert rollbacks == ["c", "b", "a"]  # the failing ring itself, then the saga, newest first
+    assert all(r.canary == 0 for r in rings.routers.values())
+    assert [r.phase for r in result.rings] == [Phase.ROLLED_BACK] * 3
+    assert "ring c" in result.message and "reverse order" in result.message
+
+
+async def test_earlier_rings_can_stay(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    rings.routers["b"].verdict = Verdict.FAIL
+    async with ring_rollout(env, ring_spec("a", "b", earlier_rings_on_failure="stay"), rings) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    assert rings.routers["a"].canary == 100 and rings.routers["b"].canary == 0
+    assert "stay on the new version" in result.message
+
+
+async def test_gate_between_rings_then_abort_rolls_back_the_first(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    gate = {"approval": {"approvers": ["alice"], "timeout": "4h"}}
+    async with ring_rollout(env, ring_spec("a", "b", ring_extra=[gate]), rings) as handle:
+        await env.sleep(40)
+        waiting = await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("approve", op("go", "bob"), result_type=RolloutStatus)
+        await handle.signal("abort", op("bad numbers in ring a", "carol"))
+        result = await handle.result()
+    assert waiting.rings[0].phase is Phase.PROMOTED and waiting.rings[1].phase == "pending"
+    assert result.phase is Phase.ABORTED
+    assert rings.routers["a"].canary == 0 and rings.routers["b"].calls == []
+
+
+async def test_gate_between_rings_approved_continues(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    gate = {"approval": {"approvers": ["alice"]}}
+    async with ring_rollout(env, ring_spec("a", "b", ring_extra=[gate]), rings) as handle:
+        await env.sleep(40)
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.execute_update("approve", op("ring a is fine", "alice"), result_type=RolloutStatus)
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and rings.routers["b"].canary == 100
+    assert result.actions[-1].action == "approve" and result.actions[-1].by == "alice"
+
+
+async def test_cancel_while_a_ring_runs_rolls_back_it_and_the_earlier_ones(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    spec = ring_spec("a", "b")
+    async with ring_rollout(env, spec, rings) as handle:
+        await env.sleep(40)
+        await until(handle, lambda s: s.rings[1].phase is Phase.PROGRESSING)
+        for _ in range(100):
+            if rings.routers["b"].canary == 10:
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert [n for n, what, _ in rings.order if what == "rollback"] == ["b", "a"]
+
+
+async def test_ring_parent_continues_as_new_at_a_gate_and_keeps_every_ring(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    gate = {"approval": {"approvers": ["alice"], "timeout": "10h"}}
+    async with ring_rollout(
+        env, ring_spec("a", "b", ring_extra=[gate]), rings, continue_as_new_after_events=12
+    ) as handle:
+        await env.sleep(40)
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await env.sleep(7200)
+        held = await until(handle, lambda s: s.continued_as_new >= 1 and s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("abort", op("changed our minds", "dana"))
+        result = await handle.result()
+    assert held.rings[0].phase is Phase.PROMOTED and held.approval is not None
+    assert (
+        held.approval.deadline is not None
+        and (held.approval.deadline - held.approval.since).total_seconds() == 36000
+    )
+    assert result.phase is Phase.ABORTED and rings.routers["a"].canary == 0
+    # No rollback happened at the run boundary: exactly one, from the abort.
+    assert [n for n, what, _ in rings.order if what == "rollback"] == ["a"]
