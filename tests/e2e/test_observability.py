@@ -195,6 +195,17 @@ def test_notifications_and_metrics_of_a_rollback_and_a_promotion(
         assert rolled["weights"] == {"stable": 100, "canary": 0}
         stack.canary_errors(0.0)
 
+        # Notifications are delivered by activities after the phase changes (never blocking
+        # the rollback), so the last ones may arrive a moment after the status shows it.
+        def delivered(path: str) -> int:
+            return sum(1 for p in list(receiver.posts) if p[0] == path)
+
+        wait_until(
+            lambda: delivered("/hooks/T000/secret-token-4711") >= 4 and delivered("/slack") >= 4,
+            20,
+            0.2,
+            "the rolled_back notifications delivered",
+        )
         json_posts = sorted(
             (p for p in receiver.posts if p[0] == "/hooks/T000/secret-token-4711"), key=event_order
         )
