@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         Weights,
     )
-    from workflows.judge import judge
+    from workflows.judge import judge, tick_verdict
     from workflows.observe import RolloutObserver
     from workflows.render import current_details
 
@@ -266,11 +266,13 @@ class RolloutWorkflow:
             if step.set_weight is not None:
                 await self._shift(step.set_weight)
             elif step.watch is not None:
-                await self._bake(index, bake_left if resuming and bake_left else step.watch)
+                await self._bake(index, bake_left if resuming and bake_left else step.watch, gate=False)
             elif step.approval is not None:
                 await self._await_approval(index, step.approval, bake_left if resuming else None)
             elif step.pause is not None and step.pause.duration is not None:
-                await self._bake(index, bake_left if resuming and bake_left else step.pause.duration)
+                # A bake carried over with no time left was waiting for a passing tick.
+                left = bake_left if resuming and bake_left is not None else step.pause.duration
+                await self._bake(index, left, gate=True)
             else:
                 await self._wait_for_human(index)
         if self._stop is None and self._promote_requested:
@@ -299,6 +301,7 @@ class RolloutWorkflow:
             self._analysis_stopping = False
             self._evidence = {}
             self._status.analysis = AnalysisCounters()
+            self._status.verdicts = []
         self._status.traffic_touched = True
         state = await workflow.execute_activity(
             set_traffic,
@@ -328,8 +331,11 @@ class RolloutWorkflow:
             self._status.analysis.started_at = workflow.now()
             self._start_analysis()
 
-    async def _bake(self, index: int, duration: timedelta) -> None:
-        """A durable timer that stops counting while paused and keeps its remaining time."""
+    async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
+        """A durable timer that stops counting while paused and keeps its remaining time.
+
+        With `gate`, a bake under analysis ends only on a passing tick (see `_await_pass`).
+        """
         remaining = duration
         while remaining > timedelta(0) and not self._interrupted():
             if self._operator_paused:
@@ -343,12 +349,51 @@ class RolloutWorkflow:
                     timeout_summary=f"bake {format_duration(remaining)}",
                 )
             except TimeoutError:
-                return
+                break
             remaining -= workflow.now() - started
             if self._operator_paused:
                 self._status.message = f"paused with {format_duration(remaining)} of the bake left"
             elif self._history_full() and not self._interrupted():
                 await self._continue_as_new(index, True, remaining)
+        if gate and not self._interrupted():
+            await self._await_pass(index)
+
+    def _last_tick_passed(self) -> bool:
+        return bool(self._status.verdicts) and tick_verdict(self._status.verdicts) is Verdict.PASS
+
+    async def _await_pass(self, index: int) -> None:
+        """The end of a bake under analysis: go on only once the latest tick passed.
+
+        A tick passes only with enough data and no failure, so a canary too quiet to judge
+        never moves on silently: its inconclusive ticks run into `inconclusive_limit`, and
+        `on_inconclusive` rolls back or pauses. An operator's `resume` after such a pause (or
+        any pause at this point) lets the rollout go on without the pass; `promote` and
+        `abort` act as always.
+        """
+        if self._analysis_task is None or self._last_tick_passed():
+            return
+        if not workflow.patched("bake-ends-on-a-pass"):
+            return  # histories from before this rule went straight on
+        last = tick_verdict(self._status.verdicts).value if self._status.verdicts else "none yet"
+        self._status.message = (
+            f"step {index + 1}: bake over, waiting for a passing analysis tick (last tick: {last})"
+        )
+        self._publish()
+        while not self._interrupted():
+            await workflow.wait_condition(
+                lambda: (
+                    self._last_tick_passed()
+                    or self._operator_paused
+                    or self._interrupted()
+                    or self._history_full()
+                )
+            )
+            if self._last_tick_passed() or self._interrupted():
+                return
+            if self._operator_paused:
+                await self._hold_while_paused(index, timedelta(0))
+                return  # resumed by a human: the gate is theirs to pass
+            await self._continue_as_new(index, True, timedelta(0))
 
     async def _wait_for_human(self, index: int) -> None:
         self._waiting_at_step = index

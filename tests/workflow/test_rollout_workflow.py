@@ -382,6 +382,68 @@ async def test_inconclusive_run_can_pause_for_a_human(env: WorkflowEnvironment) 
     assert result.phase is Phase.PROMOTED
 
 
+async def test_a_bake_never_ends_on_an_inconclusive_tick(env: WorkflowEnvironment) -> None:
+    # 6 ticks fit in the 30 s bake and 12 in the 1 m one: fewer than the limit of 20, so
+    # without the rule a canary too quiet to judge would be promoted silently.
+    router = FakeRouter(verdict=Verdict.INCONCLUSIVE)
+    async with running(env, make_spec(CANARY, inconclusive_limit=20), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    assert "21 inconclusive analysis ticks in a row" in result.message
+    assert router.weights_set() == [10] and router.canary == 0
+
+
+async def test_a_bake_waits_past_its_time_for_a_passing_tick(env: WorkflowEnvironment) -> None:
+    router = FakeRouter(verdict=Verdict.INCONCLUSIVE)
+    spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}], inconclusive_limit=100)
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(90)  # three times the bake
+        waiting = await status_of(handle)
+        assert waiting.phase is Phase.PROGRESSING and waiting.step_index == 1
+        assert "bake over, waiting for a passing analysis tick (last tick: inconclusive)" in waiting.message
+        assert router.weights_set() == [10]
+        router.verdict = Verdict.PASS
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert router.weights_set() == [10, 100]
+    assert result.verdicts[0].verdict is Verdict.PASS
+
+
+async def test_resume_after_an_inconclusive_pause_passes_the_bake(env: WorkflowEnvironment) -> None:
+    router = FakeRouter(verdict=Verdict.INCONCLUSIVE)
+    spec = make_spec(
+        [{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}],
+        inconclusive_limit=8,
+        on_inconclusive="pause",
+    )
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(60)  # past the bake and past 8 inconclusive ticks
+        paused = await until(handle, lambda s: s.phase is Phase.PAUSED)
+        assert router.weights_set() == [10]
+        await handle.signal("resume", op("quiet night; dashboards look fine"))
+        result = await handle.result()
+    assert paused.actions[-1].by == "sluice" and "9 inconclusive" in paused.actions[-1].reason
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert result.verdicts[0].verdict is Verdict.INCONCLUSIVE  # the human, not the data, passed it
+
+
+async def test_continue_as_new_while_waiting_for_a_passing_tick(env: WorkflowEnvironment) -> None:
+    router = FakeRouter(verdict=Verdict.INCONCLUSIVE)
+    spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}], inconclusive_limit=100)
+    async with running(env, spec, router, continue_as_new_after_events=150) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(300)
+        carried = await until(handle, lambda s: s.continued_as_new >= 1)
+        assert "waiting for a passing analysis tick" in carried.message
+        assert router.weights_set() == [10]
+        router.verdict = Verdict.PASS
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED
+    assert router.weights_set() == [10, 100] and router.rollbacks() == 0
+
+
 async def test_activity_failing_for_good_rolls_back(env: WorkflowEnvironment) -> None:
     router = FakeRouter(fail_set_at=50)
     async with running(env, make_spec(CANARY), router) as handle:
