@@ -582,12 +582,15 @@ class CloudWatchQuery(_Strict):
     stat: Annotated[str, _pattern(_CW_STAT, "a CloudWatch statistic", "Sum")] = "Sum"
 
 
-class CloudWatchMetric(_MetricBase):
+class CloudWatchMetric(_ComparableMetric):
     """CloudWatch `GetMetricData` over the analysis window: an error ratio, or one value with bounds.
 
     Either `errors` and `requests` (two counts summed over the window; the ratio must stay
     at or below `max`, with at least `min_requests` requests), or `value` (the statistic over
-    the window must stay within `min`/`max`).
+    the window must stay within `min`/`max`). With `compare: stable` instead of `max`, the
+    same two counts are also fetched for the stable version (each query's dimensions with
+    `stable_dimensions` laid over them) and the new version's error rate is tested against
+    stable's with the anytime-valid sequential test.
     """
 
     provider: Literal["cloudwatch"]
@@ -601,13 +604,19 @@ class CloudWatchMetric(_MetricBase):
     window: Duration | None = None
     """How far back to look; by default since the new version's first weight > 0."""
     region: AwsRegion | None = None
+    stable_dimensions: Annotated[dict[str, str], Field(max_length=30)] = {}
+    """With `compare: stable`: the dimension values that select the stable version's series."""
 
     @model_validator(mode="after")
     def _one_mode(self) -> CloudWatchMetric:
         ratio = self.errors is not None or self.requests is not None
         if ratio and self.value is not None:
             raise ValueError("use either `errors` and `requests` (a ratio) or `value`, not both")
-        if ratio:
+        if self.compare is not None:
+            self._check_compare()
+        elif self.stable_dimensions:
+            raise ValueError("`stable_dimensions` only applies with `compare: stable`; add it or drop them")
+        elif ratio:
             if self.errors is None or self.requests is None:
                 raise ValueError("a ratio needs both `errors` and `requests`")
             if self.errors.stat != "Sum" or self.requests.stat != "Sum":
@@ -629,9 +638,45 @@ class CloudWatchMetric(_MetricBase):
             raise ValueError("period must be 1s, 5s, 10s, 30s or a multiple of 60s (CloudWatch's rule)")
         return self
 
+    def _check_compare(self) -> None:
+        if self.value is not None or self.errors is None or self.requests is None:
+            raise ValueError(
+                "`compare: stable` on cloudwatch compares error rates: give `errors` and `requests` "
+                "(Sum counts) and `stable_dimensions`, not `value`"
+            )
+        if self.errors.stat != "Sum" or self.requests.stat != "Sum":
+            raise ValueError("`errors` and `requests` are counts: their stat must be Sum")
+        if self.max is not None or self.min is not None:
+            raise ValueError("use either `max:` or `compare: stable`, not both; write two metrics for both")
+        if self.window is not None:
+            raise ValueError(
+                "`compare: stable` counts everything since the new version's first weight > 0; drop `window`"
+            )
+        if not self.stable_dimensions:
+            raise ValueError(
+                "`compare: stable` needs `stable_dimensions`: the dimension values of the stable "
+                "version's series, e.g. {TargetGroup: targetgroup/checkout-v1/0123456789abcdef}"
+            )
+        for query in (self.errors, self.requests):
+            if all(query.dimensions.get(k) == v for k, v in self.stable_dimensions.items()):
+                raise ValueError(
+                    f"`stable_dimensions` select the same series as {query.metric_name}'s own "
+                    "dimensions; give the stable version's values"
+                )
+
+    def stable_query(self, query: CloudWatchQuery) -> CloudWatchQuery:
+        """`query` for the stable version: its dimensions with `stable_dimensions` laid over them."""
+        return query.model_copy(update={"dimensions": {**query.dimensions, **self.stable_dimensions}})
+
     def describe(self) -> str:
         """What the metric must show to pass, in words."""
         if self.errors is not None and self.requests is not None:
+            if self.compare is not None:
+                return (
+                    f"CloudWatch {self.errors.metric_name}/{self.requests.metric_name} not worse than "
+                    f"stable by more than {self.tolerance:.0%} (alpha {self.alpha:g}, at least "
+                    f"{self.min_requests} requests each)"
+                )
             return (
                 f"CloudWatch {self.errors.metric_name}/{self.requests.metric_name} ≤ {self.max:g} "
                 f"(at least {self.min_requests} requests)"
@@ -776,6 +821,10 @@ class PrePromotionSpec(_Strict):
 # written before them keeps its digest (a CI re-run still attaches to its rollout).
 _NEW_TOP_LEVEL = ("strategy", "preset", "pre_promotion", "post_promotion", "scale_down_delay")
 _NEW_STEP_KEYS = ("approval", "watch")
+_NEW_METRIC_DEFAULTS: dict[str, dict[str, object]] = {
+    "cloudwatch": {"compare": None, "alpha": 0.01, "tolerance": 0.1, "stable_dimensions": {}},
+}
+"""Metric fields added after a provider shipped, with their defaults: left out of the digest."""
 
 
 class _RolloutShape(_Strict):
@@ -903,6 +952,10 @@ class _RolloutShape(_Strict):
             for key in _NEW_STEP_KEYS:
                 if step.get(key) is None:
                     step.pop(key, None)
+        for metric in (data.get("analysis") or {}).get("metrics", []):
+            for key, default in _NEW_METRIC_DEFAULTS.get(metric.get("provider"), {}).items():
+                if metric.get(key) == default:
+                    metric.pop(key, None)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

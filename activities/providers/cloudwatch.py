@@ -8,7 +8,9 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import call
+from activities.providers._compare import compare_verdict
 from activities.providers._verdict import number, percent, verdict
+from activities.sequential import Totals
 from contracts.calls import AnalyzeInput
 from contracts.spec import CloudWatchAlarmGate, CloudWatchMetric, CloudWatchQuery, MetricSpec
 from contracts.status import MetricVerdict, Verdict
@@ -24,6 +26,9 @@ class CloudWatchStats:
       weight > 0, or the last `window`), and errors/requests must stay at or below `max`.
       Fewer than `min_requests` requests is inconclusive, never a pass.
     - `value`: the statistic of the most recent period with data must stay within `min`/`max`.
+    - `compare: stable`: the two counts are also fetched for the stable version's series, and
+      both versions' sums since the first weight > 0 advance the sequential test (as the
+      HAProxy and Prometheus counters do).
 
     An AWS error (access denied, throttling, a wrong dimension) is an inconclusive verdict
     whose detail says what went wrong; no data at all is inconclusive too.
@@ -39,6 +44,9 @@ class CloudWatchStats:
         # Data points are stamped with the start of their period: round down to include the first.
         start = datetime.fromtimestamp(start.timestamp() // period * period, UTC)
         queries = {"errors": metric.errors, "requests": metric.requests, "value": metric.value}
+        if metric.compare is not None and metric.errors is not None and metric.requests is not None:
+            queries["stable_errors"] = metric.stable_query(metric.errors)
+            queries["stable_requests"] = metric.stable_query(metric.requests)
         wanted = {key: q for key, q in queries.items() if q is not None}
         bound = _bound(metric)
         try:
@@ -60,6 +68,24 @@ class CloudWatchStats:
 
         errors = sum(v for _, v in series["errors"])
         requests = sum(v for _, v in series["requests"])
+        if metric.compare is not None:
+            # Sums of counts: whole numbers, whatever the float arithmetic on the way did.
+            totals = Totals(
+                canary_requests=float(round(requests)),
+                stable_requests=float(round(sum(v for _, v in series["stable_requests"]))),
+                canary_events=(float(round(errors)),),
+                stable_events=(float(round(sum(v for _, v in series["stable_errors"]))),),
+            )
+            return compare_verdict(
+                metric.name,
+                "errors",
+                ["errors"],
+                totals,
+                tick,
+                alpha=metric.alpha,
+                tolerance=metric.tolerance,
+                min_requests=metric.min_requests,
+            )
         counts: dict[str, float] = {"requests": requests, "errors": errors}
         if requests < metric.min_requests:
             return verdict(
@@ -203,6 +229,8 @@ def _judge(
 
 
 def _bound(metric: CloudWatchMetric) -> str:
+    if metric.compare is not None:
+        return f"e < {number(1 / metric.alpha)}"
     parts = []
     if metric.min is not None:
         parts.append(f">= {number(metric.min)}")

@@ -101,3 +101,71 @@ async def test_alarm_gate_states(aws_env: MotoServer) -> None:
     cloudwatch.set_alarm_state(AlarmName="checkout-5xx", StateValue="ALARM", StateReason="too many")
     firing = await provider_for(gate).measure(gate, tick())
     assert firing.verdict is Verdict.FAIL and firing.detail == "in ALARM: checkout-5xx: too many"
+
+
+def put_for(version: str, **counts: float) -> None:
+    """Put one count per metric name for `version`'s series (dimension Version)."""
+    aws("cloudwatch").put_metric_data(
+        Namespace="Sluice/Test",
+        MetricData=[
+            {"MetricName": name, "Dimensions": [{"Name": "Version", "Value": version}], "Value": value}
+            for name, value in counts.items()
+        ],
+    )
+
+
+def compare_metric(**over: Any) -> CloudWatchMetric:
+    return CloudWatchMetric.model_validate(
+        {
+            "name": "errors-vs-stable",
+            "provider": "cloudwatch",
+            "compare": "stable",
+            "errors": {**LATENCY, "metric_name": "Errors", "stat": "Sum"},
+            "requests": {**LATENCY, "metric_name": "Requests", "stat": "Sum"},
+            "stable_dimensions": {"Version": "v1"},
+            "min_requests": 100,
+            **over,
+        }
+    )
+
+
+async def test_compare_stable_passes_when_both_versions_err_alike(aws_env: MotoServer) -> None:
+    metric = compare_metric()
+    put_for("v2", Requests=1000, Errors=10)
+    put_for("v1", Requests=9000, Errors=90)  # the same 1% on stable: no regression
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    result = await provider_for(metric).measure(metric, tick(since=since, stable_version="v1"))
+    assert result.verdict is Verdict.PASS, result.detail
+    assert result.comparison is not None and not result.comparison.rejected
+    assert result.counts["new_requests"] == 1000 and result.counts["stable_requests"] == 9000
+    assert result.counts["new_events"] == 10 and result.counts["stable_events"] == 90
+    assert "no evidence of a regression" in result.detail
+
+
+async def test_compare_stable_fails_a_worse_new_version(aws_env: MotoServer) -> None:
+    metric = compare_metric()
+    put_for("v2", Requests=1000, Errors=60)  # 6% against stable's 1%
+    put_for("v1", Requests=9000, Errors=90)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    result = await provider_for(metric).measure(metric, tick(since=since, stable_version="v1"))
+    assert result.verdict is Verdict.FAIL, result.detail
+    assert "worse than stable" in result.detail and result.value is not None and result.value >= 100
+
+
+async def test_compare_stable_is_inconclusive_on_little_traffic_then_passes_with_more(
+    aws_env: MotoServer,
+) -> None:
+    metric = compare_metric()
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    put_for("v2", Requests=30, Errors=0)
+    put_for("v1", Requests=300, Errors=1)
+    first = await provider_for(metric).measure(metric, tick(since=since, stable_version="v1"))
+    assert first.verdict is Verdict.INCONCLUSIVE and "not enough traffic" in first.detail
+    # The next tick carries the first one's state and counts on from it.
+    put_for("v2", Requests=200, Errors=2)
+    put_for("v1", Requests=2000, Errors=20)
+    second = await provider_for(metric).measure(
+        metric, tick(since=since, stable_version="v1", previous=[first.model_dump()])
+    )
+    assert second.verdict is Verdict.PASS, second.detail
+    assert second.counts["new_requests"] == 230 and second.counts["stable_requests"] == 2300

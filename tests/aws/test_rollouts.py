@@ -239,6 +239,41 @@ def test_failing_cloudwatch_metric_rolls_back(rollout: Rollout) -> None:
     assert rollout.target.canary_percent() == 0
 
 
+def put_version_counts(version: str, errors: float, requests: float) -> None:
+    """One version's counts (dimension Version), as a target group or Lambda version publishes them."""
+    dims = [{"Name": "Version", "Value": version}]
+    aws("cloudwatch").put_metric_data(
+        Namespace="Sluice/Test",
+        MetricData=[
+            {"MetricName": name, "Dimensions": dims, "Value": value, "Unit": "Count"}
+            for name, value in (("Errors", errors), ("Requests", requests))
+        ],
+    )
+
+
+def test_cloudwatch_compare_stable_rolls_back_a_worse_new_version(alb_rollout: Rollout) -> None:
+    compare = {
+        **{k: v for k, v in ERROR_RATIO.items() if k != "max"},
+        "name": "errors-vs-stable",
+        "compare": "stable",
+        "stable_dimensions": {"Version": "v1"},
+    }
+    rollout = alb_rollout
+    rollout.start(rollout.spec([{"set_weight": 20}, {"pause": "5m"}], metrics=[compare]))
+    rollout.wait(lambda s: (s.get("weights") or {}).get("canary") == 20)
+    put_version_counts("v2", errors=2, requests=200)
+    put_version_counts("v1", errors=8, requests=800)  # both at 1%
+    healthy = rollout.wait(lambda s: any(v["verdict"] == "pass" for v in s["verdicts"]))
+    counts = healthy["verdicts"][0]["counts"]
+    assert (counts["new_requests"], counts["stable_requests"]) == (200, 800)
+    put_version_counts("v2", errors=40, requests=200)  # now 10.5% against stable's 1%
+    put_version_counts("v1", errors=8, requests=800)
+    final = rollout.wait(lambda s: s["phase"] == "rolled_back")
+    assert final["weights"] == {"stable": 100, "canary": 0}
+    assert rollout.target.canary_percent() == 0
+    assert "worse than stable" in final["verdicts"][0]["detail"], final["verdicts"]
+
+
 def test_abort_rolls_back(rollout: Rollout) -> None:
     rollout.start(rollout.spec([{"set_weight": 30}, {"pause": {}}]))
     rollout.wait(lambda s: s["phase"] == "paused")

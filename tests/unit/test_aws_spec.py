@@ -125,11 +125,47 @@ def test_cloudwatch_metric_modes(mutate: Any, hint: str) -> None:
 
 def test_cloudwatch_bad_statistic_and_empty_alarms() -> None:
     [(path, msg)] = issues(
-        "alb", lambda d: d["analysis"]["metrics"][1]["value"].__setitem__("stat", "median")
+        "alb", lambda d: d["analysis"]["metrics"][2]["value"].__setitem__("stat", "median")
     )
-    assert path == "analysis.metrics[1].value.stat" and "CloudWatch statistic" in msg
-    [(path, msg)] = issues("alb", lambda d: d["analysis"]["metrics"][2].__setitem__("alarms", []))
-    assert path == "analysis.metrics[2].alarms"
+    assert path == "analysis.metrics[2].value.stat" and "CloudWatch statistic" in msg
+    [(path, msg)] = issues("alb", lambda d: d["analysis"]["metrics"][3].__setitem__("alarms", []))
+    assert path == "analysis.metrics[3].alarms"
+
+
+def test_cloudwatch_compare_stable_in_the_example() -> None:
+    spec = parse_spec(example("alb"))
+    assert spec.analysis is not None
+    metric = spec.analysis.metrics[1]
+    assert metric.provider == "cloudwatch" and metric.compare == "stable"
+    assert metric.errors is not None
+    stable = metric.stable_query(metric.errors)
+    assert stable.dimensions == {
+        "LoadBalancer": "app/web/50dc6c495c0c9188",
+        "TargetGroup": "targetgroup/checkout-v1/3a7e5c1b9d2f4680",
+    }
+    assert "not worse than stable by more than 10%" in metric.describe()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "hint"),
+    [
+        (lambda m: m.__setitem__("max", 0.01), "either `max:` or `compare: stable`"),
+        (lambda m: m.pop("stable_dimensions"), "needs `stable_dimensions`"),
+        (
+            lambda m: m.__setitem__(
+                "stable_dimensions", {"TargetGroup": "targetgroup/checkout-v2/8f1c3d9e2b4a6071"}
+            ),
+            "select the same series",
+        ),
+        (lambda m: m.__setitem__("window", "5m"), "drop `window`"),
+        (lambda m: [m.pop(k) for k in ("errors", "requests")], "not `value`"),
+        (lambda m: m.pop("compare"), "only applies with `compare: stable`"),
+        (lambda m: m["requests"].__setitem__("stat", "Average"), "stat must be Sum"),
+    ],
+)
+def test_cloudwatch_compare_rejections(mutate: Any, hint: str) -> None:
+    [(path, msg)] = issues("alb", lambda d: mutate(d["analysis"]["metrics"][1]))
+    assert path == "analysis.metrics[1]" and hint in msg
 
 
 def test_haproxy_counters_need_the_haproxy_router() -> None:
