@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -108,6 +112,74 @@ async def test_start_activities_and_signals_form_one_trace(
     assert parent(by_name["HandleSignal:resume"][0]) == "StartWorkflow:Rollout"
     # The status polls are not traced (an unsampled parent), so the trace stays readable.
     assert not any(name.startswith(("QueryWorkflow", "HandleQuery")) for name in names)
+
+
+class OtlpReceiver:
+    """A real OTLP/HTTP trace receiver on loopback: decodes every `POST /v1/traces` (protobuf)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str]] = []
+        """(service.name of the sender, span name, trace id in hex) of every span received."""
+        self.content_types: set[str] = set()
+        spans, content_types = self.spans, self.content_types
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                content_types.add(self.headers.get("Content-Type", ""))
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource_spans in request.resource_spans:
+                    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                    for scope in resource_spans.scope_spans:
+                        for span in scope.spans:
+                            spans.append((attrs.get("service.name", ""), span.name, span.trace_id.hex()))
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200 if self.path == "/v1/traces" else 404)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_spans_are_exported_over_otlp_when_the_endpoint_is_set(stack: Stack, tmp_path: Path) -> None:
+    otlp = OtlpReceiver()
+    export = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: the worker's batch goes out quickly
+    }
+    worker = start_worker(stack.server, tmp_path / "worker.log", export)
+    try:
+        spec = stack.spec([{"set_weight": 50}, {"pause": "1s"}, {"set_weight": 100}])
+        done = stack.sluice("start", "-f", str(spec), "--wait", env=export)
+        assert done.returncode == 0, done.stdout + done.stderr
+        trace_id = next(line.split()[-1] for line in done.stdout.splitlines() if "trace id:" in line)
+        want = {
+            ("sluice-cli", "sluice start"),
+            ("sluice-cli", "StartWorkflow:Rollout"),
+            ("sluice-worker", "RunWorkflow:Rollout"),
+            ("sluice-worker", "RunActivity:set_traffic"),
+        }
+
+        def received() -> set[tuple[str, str]]:
+            return {(service, name) for service, name, t in list(otlp.spans) if t == trace_id}
+
+        wait_until(lambda: want <= received(), 20, 0.2, f"spans of trace {trace_id} at the receiver")
+        assert otlp.content_types == {"application/x-protobuf"}
+    finally:
+        worker.stop()
+        otlp.stop()
 
 
 class Receiver:
