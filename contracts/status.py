@@ -79,7 +79,9 @@ class Weights(BaseModel):
     canary: int
 
 
-OperatorActionKind = Literal["pause", "resume", "promote", "abort", "cancel", "approve", "approval_timeout"]
+OperatorActionKind = Literal[
+    "pause", "resume", "promote", "abort", "cancel", "approve", "approve_refused", "approval_timeout"
+]
 
 
 class OperatorAction(BaseModel):

@@ -38,7 +38,13 @@ with workflow.unsafe.imports_passed_through():
         Weights,
     )
     from workflows.render import current_details
-    from workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow, check_approval
+    from workflows.rollout import (
+        ACTIVITY_TIMEOUT,
+        ROLLBACK_RETRY,
+        RolloutWorkflow,
+        approval_refusal,
+        check_approval,
+    )
 
 FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
 
@@ -350,10 +356,24 @@ class RingRolloutWorkflow:
     @workflow.update(name=names.UPDATE_APPROVE)
     def approve(self, inp: OperatorInput) -> RolloutStatus:
         """Pass the gate between two rings; the validator rejects anyone not listed."""
+        self._grant(inp)
+        return self._status
+
+    @workflow.signal(name=names.SIGNAL_APPROVE)
+    async def approve_signal(self, inp: OperatorInput) -> None:
+        """The approval as a signal: the gate between rings if one waits, else the running ring's."""
+        if self._gate is None and self._child is not None:
+            await self._child.signal(names.SIGNAL_APPROVE, inp)
+        elif refusal := approval_refusal(self._gate, self._status, inp):
+            self._record_action("approve_refused", refusal, inp.by)
+            self._publish()
+        else:
+            self._grant(inp)
+
+    def _grant(self, inp: OperatorInput) -> None:
         self._record_action("approve", inp.reason, inp.by)
         self._approved = True
         self._publish()
-        return self._status
 
     @approve.validator
     def _check_approval(self, inp: OperatorInput) -> None:

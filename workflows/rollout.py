@@ -211,14 +211,28 @@ class RolloutWorkflow:
     @workflow.update(name=names.UPDATE_APPROVE)
     def approve(self, inp: OperatorInput) -> RolloutStatus:
         """Pass the approval gate the rollout waits at; the validator rejects anyone not listed."""
-        self._record_action("approve", inp.reason, inp.by)
-        self._approved = True
-        self._publish()
+        self._grant(inp)
         return self._status
 
     @approve.validator
     def _check_approval(self, inp: OperatorInput) -> None:
         check_approval(self._gate, self._status, inp)
+
+    @workflow.signal(name=names.SIGNAL_APPROVE)
+    def approve_signal(self, inp: OperatorInput) -> None:
+        """The approval as a signal (the Web UI's dialog): the same checks, a refusal is recorded."""
+        if self._status.phase.is_final:
+            return
+        if refusal := approval_refusal(self._gate, self._status, inp):
+            self._record_action("approve_refused", refusal, inp.by)
+            self._publish()
+        else:
+            self._grant(inp)
+
+    def _grant(self, inp: OperatorInput) -> None:
+        self._record_action("approve", inp.reason, inp.by)
+        self._approved = True
+        self._publish()
 
     @workflow.query(name=names.QUERY_STATUS)
     def status(self) -> RolloutStatus:
@@ -685,6 +699,15 @@ def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: Operat
             type=errors.NOT_AN_APPROVER,
             non_retryable=True,
         )
+
+
+def approval_refusal(gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput) -> str | None:
+    """Why an approve signal is refused (recorded as an `approve_refused` action), or None."""
+    try:
+        check_approval(gate, status, inp)
+    except ApplicationError as refused:
+        return f"{refused.message} (their reason: {inp.reason or 'none given'})"
+    return None
 
 
 def _cause(err: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -193,6 +194,25 @@ async def test_approval_gate_rejects_strangers_and_records_the_approver(env: Wor
     # The rejected update left nothing in the history; the accepted one is there with who and why.
     updates = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(updates) == 1
+
+
+async def test_approval_by_signal_for_the_web_ui(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        await handle.signal("approve", op("too early", "alice"))  # no gate waits yet: refused
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("approve", op("lgtm", "mallory"))
+        refused = await until(handle, lambda s: len(s.actions) == 2)
+        assert refused.phase is Phase.AWAITING_APPROVAL and router.weights_set() == [10]
+        await handle.signal("approve", op("dashboards green", "bob"))
+        result = await handle.result()
+    first, second = refused.actions
+    assert first.action == "approve_refused" and "not waiting for an approval" in first.reason
+    assert second.action == "approve_refused" and second.by == "mallory"
+    assert "'mallory' may not approve" in second.reason and "their reason: lgtm" in second.reason
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert (result.actions[-1].action, result.actions[-1].by) == ("approve", "bob")
 
 
 async def test_approval_rejected_when_no_gate_waits(env: WorkflowEnvironment) -> None:
@@ -425,6 +445,45 @@ async def test_gate_between_rings_approved_continues(env: WorkflowEnvironment) -
         result = await handle.result()
     assert result.phase is Phase.PROMOTED and rings.routers["b"].canary == 100
     assert result.actions[-1].action == "approve" and result.actions[-1].by == "alice"
+
+
+async def test_gate_between_rings_approved_by_signal(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    gate = {"approval": {"approvers": ["alice"]}}
+    async with ring_rollout(env, ring_spec("a", "b", ring_extra=[gate]), rings) as handle:
+        await env.sleep(40)
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("approve", op("looks fine to me", "bob"))
+        refused = await until(handle, lambda s: bool(s.actions))
+        assert refused.phase is Phase.AWAITING_APPROVAL and refused.actions[-1].action == "approve_refused"
+        await handle.signal("approve", op("ring a is fine", "alice"))
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and rings.routers["b"].canary == 100
+    assert [(a.action, a.by) for a in result.actions] == [("approve_refused", "bob"), ("approve", "alice")]
+
+
+async def test_approve_signal_reaches_the_running_rings_step_gate(env: WorkflowEnvironment) -> None:
+    rings = Rings("a")
+    spec = ring_spec(
+        "a", steps=[{"set_weight": 10}, {"approval": {"approvers": ["alice"]}}, {"set_weight": 100}]
+    )
+    async with ring_rollout(env, spec, rings) as handle:
+        parent = await until(handle, lambda s: s.rings[0].workflow_id is not None)
+        child: WorkflowHandle[Any, RolloutStatus] = env.client.get_workflow_handle(
+            parent.rings[0].workflow_id, result_type=RolloutStatus
+        )
+        waiting: RolloutStatus | None = None
+        for _ in range(100):  # until the child rollout waits at its gate
+            with contextlib.suppress(RPCError):
+                waiting = await child.query("status", result_type=RolloutStatus)
+                if waiting.approval is not None:
+                    break
+            await asyncio.sleep(0.05)
+        assert waiting is not None and waiting.phase is Phase.AWAITING_APPROVAL
+        await handle.signal("approve", op("ring a may go on", "alice"))
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and rings.routers["a"].canary == 100
+    assert result.rings[0].phase is Phase.PROMOTED
 
 
 async def test_cancel_while_a_ring_runs_rolls_back_it_and_the_earlier_ones(env: WorkflowEnvironment) -> None:
