@@ -261,6 +261,25 @@ class Progress:
             out.append(f"step {step_label(s.step_index, s.step_count)}: {s.step}")
         if s.weights is not None and (prev is None or prev.weights != s.weights):
             out.append("weights " + weights_line(s.weights, s.stable_version, s.version))
+        out += self._ring_changes(prev, s)
+        return out
+
+    @staticmethod
+    def _ring_changes(prev: RolloutStatus | None, s: RolloutStatus) -> list[str]:
+        """A line per ring whose phase or weights changed (a ring rollout's transitions)."""
+        out: list[str] = []
+        before = {r.name: r for r in prev.rings} if prev else {}
+        for ring in s.rings:
+            old = before.get(ring.name)
+            phase = ring.phase if isinstance(ring.phase, str) else ring.phase.value
+            if old is None and phase == "pending":
+                continue  # not started: the first snapshot lists no pending rings
+            if old is None or old.phase != ring.phase:
+                out.append(f"ring {ring.name}: {phase}" + (f": {ring.message}" if ring.message else ""))
+            if ring.weights is not None and (old is None or old.weights != ring.weights):
+                out.append(
+                    f"ring {ring.name} weights " + weights_line(ring.weights, s.stable_version, s.version)
+                )
         return out
 
 

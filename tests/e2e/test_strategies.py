@@ -143,6 +143,8 @@ def test_two_rings_second_fails_and_both_roll_back(
     with LoadGenerator(stack.haproxy.url, rate=20), LoadGenerator(second_ring.haproxy.url, rate=20):
         done = stack.sluice("start", "-f", str(spec), "--wait", timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
+    # `--wait` prints each ring's transitions as they happen.
+    assert "ring first: rolled_back" in done.stdout and "ring second: rolled_back" in done.stdout, done.stdout
     final = status(stack)
     assert final["strategy"] == "rings" and final["phase"] == "rolled_back"
     rings = {r["name"]: r for r in final["rings"]}
