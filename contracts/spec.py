@@ -513,7 +513,7 @@ class PrometheusMetric(_ComparableMetric):
     """An instant PromQL query whose single value must stay within `min`/`max`.
 
     With `compare: stable` instead: counter selectors (`requests` and `errors`, or a latency
-    `histogram`) whose increases since the first weight > 0 are fetched once per version
+    `histogram`) whose exact counts since the first weight > 0 are fetched once per version
     (`{{version}}` filled with `version`, then with `stable_version`) and compared by a
     sequential test.
     """

@@ -101,8 +101,8 @@ class PrometheusQuery:
     async def _query(self, metric: PrometheusMetric, query: str) -> float:
         return _single_value(await self._data(metric, query), query)
 
-    async def _data(self, metric: PrometheusMetric, query: str) -> Any:
-        """The `data` of a successful instant query; QueryProblem otherwise.
+    async def _data(self, metric: PrometheusMetric, query: str, at: datetime | None = None) -> Any:
+        """The `data` of a successful instant query (at Prometheus' now, or `at`); QueryProblem otherwise.
 
         A timeout, a connection error or a 5xx from Prometheus is retried (RETRIES more
         attempts, short backoff); a rejected query (4xx) is not: it would fail again.
@@ -110,6 +110,8 @@ class PrometheusQuery:
         timeout = metric.timeout.total_seconds()
         url = f"{metric.address.rstrip('/')}/api/v1/query"
         params = {"query": query, "timeout": f"{timeout:g}s"}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
@@ -163,17 +165,14 @@ class PrometheusQuery:
             return verdict(
                 metric.name, Verdict.INCONCLUSIVE, f"cannot compare: {why} is unknown", bound=bound
             )
-        # The window covers the whole analysis so far: `increase` handles counter resets in it.
-        window = max(1, math.ceil((datetime.now(UTC) - tick.since).total_seconds()))
+        # Exact counts since the first weight > 0: each series' value now minus its value then.
+        since = tick.since
         versions = (tick.version, tick.stable_version)
         note = ""
         try:
             if metric.histogram is not None:
                 canary_h, stable_h = await asyncio.gather(
-                    *(
-                        self._buckets(metric, render_query(metric.histogram, tick, v), window)
-                        for v in versions
-                    )
+                    *(self._buckets(metric, render_query(metric.histogram, tick, v), since) for v in versions)
                 )
                 events, totals = _latency_totals(canary_h, stable_h)
                 kind: Literal["errors", "latency"] = "latency"
@@ -183,7 +182,7 @@ class PrometheusQuery:
                     render_query(q, tick, v) for v in versions for q in (metric.requests, metric.errors)
                 ]
                 c_req, c_err, s_req, s_err = await asyncio.gather(
-                    *(self._increase(metric, q, window) for q in queries)
+                    *(self._increase(metric, q, since) for q in queries)
                 )
                 if c_req is None or s_req is None:
                     side = "new" if c_req is None else "stable"
@@ -215,35 +214,79 @@ class PrometheusQuery:
             note=note,
         )
 
-    async def _increase(self, metric: PrometheusMetric, selector: str, window: int) -> float | None:
-        """`sum(increase(selector[window s]))`, rounded to a count; None when there is no series."""
-        query = f"sum(increase({selector}[{window}s]))"
-        data = await self._data(metric, query)
-        if isinstance(data, dict) and data.get("resultType") == "vector" and data.get("result") == []:
+    async def _increase(self, metric: PrometheusMetric, selector: str, since: datetime) -> float | None:
+        """The counters' exact increase since `since`, summed over series; None when there is no series."""
+        counted = await self._counted(metric, selector, since)
+        if not counted:
             return None
-        return float(round(max(0.0, _single_value(data, query))))
+        return float(round(sum(counted.values())))
 
-    async def _buckets(self, metric: PrometheusMetric, selector: str, window: int) -> dict[float, float]:
-        """Cumulative bucket counts by `le` since the window start: `sum by (le) (increase(...))`."""
-        query = f"sum by (le) (increase({selector}[{window}s]))"
-        data = await self._data(metric, query)
-        result = data.get("result") if isinstance(data, dict) else None
-        if not isinstance(result, list) or data.get("resultType") != "vector":
-            raise QueryProblem(f"the histogram query did not return a vector ({query})")
-        if not result:
-            raise QueryProblem(f"no data: the histogram query returned no series ({query})")
+    async def _buckets(self, metric: PrometheusMetric, selector: str, since: datetime) -> dict[float, float]:
+        """Cumulative bucket counts by `le` since `since`, each series counted exactly."""
+        counted = await self._counted(metric, selector, since)
+        if not counted:
+            raise QueryProblem(f"no data: the histogram query returned no series ({selector})")
         buckets: dict[float, float] = {}
-        for series in result:
-            le = series.get("metric", {}).get("le")
+        for labels, value in counted.items():
+            le = dict(labels).get("le")
             if le is None:
                 raise QueryProblem(
-                    f"the histogram series have no `le` label; select the `_bucket` series ({query})"
+                    f"the histogram series have no `le` label; select the `_bucket` series ({selector})"
                 )
-            value = float(series["value"][1])
-            buckets[float(le)] = float(round(max(0.0, value))) if math.isfinite(value) else 0.0
+            buckets[float(le)] = buckets.get(float(le), 0.0) + value
         if math.inf not in buckets:
-            raise QueryProblem(f'the histogram has no le="+Inf" bucket ({query})')
-        return buckets
+            raise QueryProblem(f'the histogram has no le="+Inf" bucket ({selector})')
+        return {le: float(round(count)) for le, count in buckets.items()}
+
+    async def _counted(self, metric: PrometheusMetric, selector: str, since: datetime) -> dict[Labels, float]:
+        """Each series' count since `since`: its last value since then minus its value at `since`.
+
+        `last_over_time` keeps series that stopped since (an instance replaced mid-rollout)
+        with the count they reached. Unlike `increase`, nothing is extrapolated.
+        """
+        window = max(1, math.ceil((datetime.now(UTC) - since).total_seconds()))
+        now, then = await asyncio.gather(
+            self._series(metric, f"last_over_time({selector}[{window}s])", selector),
+            self._series(metric, selector, selector, at=since),
+        )
+        return counted_since(now, then)
+
+    async def _series(
+        self, metric: PrometheusMetric, query: str, selector: str, at: datetime | None = None
+    ) -> dict[Labels, float]:
+        data = await self._data(metric, query, at)
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(result, list) or data.get("resultType") != "vector":
+            raise QueryProblem(
+                f"a counter selector must return series (an instant vector), e.g. "
+                f'http_requests_total{{version="{{{{version}}}}"}} ({selector})'
+            )
+        values: dict[Labels, float] = {}
+        for series in result:
+            value = float(series["value"][1])
+            if math.isfinite(value):
+                # Functions drop `__name__`; drop it here too so both queries' series match.
+                labels = {k: v for k, v in series.get("metric", {}).items() if k != "__name__"}
+                values[frozenset(labels.items())] = value
+        return values
+
+
+Labels = frozenset[tuple[str, str]]
+"""One series' label set."""
+
+
+def counted_since(now: dict[Labels, float], then: dict[Labels, float]) -> dict[Labels, float]:
+    """Per series, what a counter counted between `then` and `now`, without extrapolation.
+
+    A series absent at `then` appeared since (counters start at 0), so all of it counts; a
+    series whose value went down was reset (a restart): only what it counted since the
+    restart is known, so that counts; a series absent from `now` counts nothing.
+    """
+    out: dict[Labels, float] = {}
+    for labels, value in now.items():
+        before = then.get(labels, 0.0)
+        out[labels] = value - before if value >= before else value
+    return out
 
 
 def _single_value(data: Any, query: str) -> float:

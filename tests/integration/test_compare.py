@@ -99,7 +99,7 @@ async def test_haproxy_compare_with_too_little_traffic_is_inconclusive(
     assert c is not None and c.canary_requests + c.stable_requests == 20
 
 
-# --- Prometheus: increases of each version's counters ------------------------------------
+# --- Prometheus: each version's counters since the start ------------------------------------
 
 
 def compare_metric(prometheus: PrometheusInstance, **fields: Any) -> PrometheusMetric:
@@ -142,9 +142,9 @@ async def test_prometheus_compare_passes_an_aa_canary(prometheus: PrometheusInst
     assert verdict.verdict is Verdict.PASS, verdict.detail
     c = verdict.comparison
     assert c is not None and c.e_value < 100
-    # `increase` extrapolates to the window's edges: on a window of a few seconds that adds up
-    # to a third (it fades on the minutes of a real bake), the same for both versions
-    assert 170 <= c.canary_requests <= 300 and 340 <= c.stable_requests <= 600
+    # Exact counts (each series' value now minus at `since`), not `increase`'s extrapolation,
+    # which on a window of a few seconds added up to a third.
+    assert (c.canary_requests, c.stable_requests) == (200, 400)
 
 
 async def test_prometheus_compare_fails_a_canary_with_more_errors(
