@@ -1,8 +1,14 @@
 """Benchmark: how fast a failing canary is rolled back on the real local stack.
 
-Steady load through HAProxy (default 50 requests/s), new version at 10%, analysis every 1s
-on HAProxy's own counters. In each run the new version starts answering 500 to every
-request; we measure:
+Steady load through HAProxy (default 50 requests/s), new version at 10%, analysis every 1s.
+The judge (`--judge`) is one of:
+
+- `threshold`: HAProxy's counters for the new version, 5xx ratio at most 1%;
+- `haproxy-compare`: `compare: stable` on both HAProxy servers' counters (sequential test);
+- `prometheus-compare`: `compare: stable` on the demo services' `http_requests_total`, scraped
+  every second by a real Prometheus.
+
+In each run the new version starts answering 500 to every request; we measure:
 
 - `to_stable_s`: first failing request users got → HAProxy's weights at 100% stable, applied
   and read back (the rollback activity's completion in the workflow history);
@@ -13,8 +19,9 @@ request; we measure:
 - `engine_s`: failing verdict returned → rollback activity completed, weights applied and
   read back (workflow history timestamps, the engine's own share).
 
-Prints a table and writes JSON to bench/results/rollback_time.json. Not a test.
-Usage: .venv/bin/python -m bench.rollback_time [--runs 10] [--rate 50] [--interval 1s]
+Prints a table and writes JSON to bench/results/rollback_time.json (`threshold`) or
+bench/results/rollback_time_<judge>.json. Not a test.
+Usage: .venv/bin/python -m bench.rollback_time [--runs 10] [--rate 50] [--interval 1s] [--judge J]
 """
 
 from __future__ import annotations
@@ -57,8 +64,31 @@ def _activity_completions(history: Any) -> list[tuple[str, float]]:
     return out
 
 
+JUDGES = ("threshold", "haproxy-compare", "prometheus-compare")
+
+
+def judge_metrics(stack: LocalStack, judge: str) -> list[dict[str, Any]]:
+    """The analysis metrics of one judge."""
+    if judge == "threshold":
+        return [{"name": "canary-5xx", "provider": "haproxy", "max": 0.01, "min_requests": 20}]
+    if judge == "haproxy-compare":
+        return [{"name": "5xx-vs-stable", "provider": "haproxy", "compare": "stable", "min_requests": 20}]
+    assert stack.prometheus is not None
+    return [
+        {
+            "name": "5xx-vs-stable",
+            "provider": "prometheus",
+            "address": stack.prometheus.url,
+            "compare": "stable",
+            "requests": 'http_requests_total{version="{{version}}"}',
+            "errors": 'http_requests_total{version="{{version}}",code=~"5.."}',
+            "min_requests": 20,
+        }
+    ]
+
+
 async def one_run(
-    stack: LocalStack, client: Client, load: LoadGenerator, run: int, interval: str
+    stack: LocalStack, client: Client, load: LoadGenerator, run: int, interval: str, judge: str
 ) -> dict[str, Any]:
     version = f"v2-run{run}"
     stack.deploy("canary", version)
@@ -71,7 +101,7 @@ async def one_run(
             [{"set_weight": 10}, {"pause": "5m"}, {"set_weight": 100}],
             interval=interval,
             inconclusive_limit=60,
-            metrics=[{"name": "canary-5xx", "provider": "haproxy", "max": 0.01, "min_requests": 20}],
+            metrics=judge_metrics(stack, judge),
         )
     )
     env = {**os.environ, **stack.server.env()}
@@ -128,13 +158,13 @@ def median(rows: list[dict[str, Any]], key: str) -> float:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    stack = start_local_stack(workdir, service="bench")
+    stack = start_local_stack(workdir, service="bench", with_prometheus=args.judge == "prometheus-compare")
     rows: list[dict[str, Any]] = []
     try:
         client = await Client.connect(stack.server.address, data_converter=pydantic_data_converter)
         with LoadGenerator(stack.haproxy.url, rate=args.rate) as load:
             for run in range(1, args.runs + 1):
-                row = await one_run(stack, client, load, run, args.interval)
+                row = await one_run(stack, client, load, run, args.interval, args.judge)
                 rows.append(row)
                 print(
                     f"run {run:2d}: to stable {row['to_stable_s']:6.2f}s  "
@@ -163,6 +193,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "rate_rps": args.rate,
             "canary_weight": 10,
             "interval": args.interval,
+            "judge": args.judge,
         },
         "summary": summary,
         "runs": rows,
@@ -174,6 +205,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--interval", default="1s")
+    parser.add_argument("--judge", choices=JUDGES, default="threshold")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     s = report["summary"]
@@ -191,12 +223,13 @@ def main() -> None:
             f"{s['median_engine_s'] * 1000:.0f} ms (max {s['max_engine_s'] * 1000:.0f} ms)",
         ),
     ]
-    print(f"| measure (median of {args.runs} runs) | value |")
+    print(f"| measure (median of {args.runs} runs, judge {args.judge}) | value |")
     print("|---|---|")
     for name, value in table:
         print(f"| {name} | {value} |")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "rollback_time.json"
+    name = "rollback_time" if args.judge == "threshold" else f"rollback_time_{args.judge.replace('-', '_')}"
+    out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nsaved {out}")
 

@@ -1,4 +1,5 @@
-"""The whole local stack in one object: dev server, worker, two demo versions behind HAProxy."""
+"""The whole local stack in one object: dev server, worker, two demo versions behind HAProxy,
+and optionally a Prometheus scraping both versions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from localstack.demo_service import control, start_demo_service
 from localstack.haproxy import HAProxyInstance, start_haproxy
 from localstack.procs import ManagedProcess, free_port
+from localstack.prometheus import PrometheusInstance, start_prometheus
 from localstack.temporal import DevServer, start_dev_server, start_worker
 
 
@@ -39,6 +41,8 @@ class LocalStack:
     stable_port: int
     canary_port: int
     demos: dict[str, ManagedProcess] = field(default_factory=dict)
+    prometheus: PrometheusInstance | None = None
+    """Scrapes both demo versions every second (`http_requests_total`, latency histogram)."""
 
     @property
     def stable_url(self) -> str:
@@ -90,6 +94,8 @@ class LocalStack:
         """Stop every process this stack started."""
         for proc in self.demos.values():
             proc.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
         self.haproxy.stop()
         self.worker.stop()
         self.server.stop()
@@ -103,8 +109,10 @@ def start_local_stack(
     frontend_port: int | None = None,
     stable_version: str = "v1",
     canary_version: str = "v2",
+    with_prometheus: bool = False,
 ) -> LocalStack:
-    """Start the dev server, a worker, `stable_version` and `canary_version` behind HAProxy."""
+    """Start the dev server, a worker, `stable_version` and `canary_version` behind HAProxy
+    (and with `with_prometheus`, a Prometheus scraping both versions)."""
     workdir.mkdir(parents=True, exist_ok=True)
     server = start_dev_server(workdir / "temporal", port_or_free(temporal_port), port_or_free(ui_port))
     started: list[Any] = [server]
@@ -124,6 +132,13 @@ def start_local_stack(
             stable_addr=f"127.0.0.1:{stable_port}",
             canary_addr=f"127.0.0.1:{canary_port}",
         )
+        started.append(haproxy)
+        prometheus = None
+        if with_prometheus:
+            targets = [f"127.0.0.1:{stable_port}", f"127.0.0.1:{canary_port}"]
+            prometheus = start_prometheus(workdir / "prometheus", port=free_port(), targets=targets)
+            started.append(prometheus)
+            prometheus.wait_for_sample('up{job="demo"} == 1')
     except BaseException:
         for part in reversed(started):
             part.stop()
@@ -137,4 +152,5 @@ def start_local_stack(
         stable_port=stable_port,
         canary_port=canary_port,
         demos=demos,
+        prometheus=prometheus,
     )
