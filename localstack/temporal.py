@@ -15,9 +15,16 @@ from starter.dev import dev_command, temporal_binary
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def dev_server_argv(port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1") -> list[str]:
+def dev_server_argv(
+    port: int,
+    ui_port: int,
+    db_filename: Path | None,
+    ip: str = "127.0.0.1",
+    ui_codec_endpoint: str | None = None,
+) -> list[str]:
     """What `sluice dev` runs (search attributes registered), quieter for tests and the demo."""
-    argv = dev_command(temporal_binary(), ip, port, ui_port, str(db_filename) if db_filename else None)
+    db = str(db_filename) if db_filename else None
+    argv = dev_command(temporal_binary(), ip, port, ui_port, db, ui_codec_endpoint)
     return [*argv, "--log-level", "warn"]
 
 
@@ -55,14 +62,21 @@ class DevServer:
 
 
 def start_dev_server(
-    workdir: Path, port: int | None = None, ui_port: int | None = None, timeout: float = 60.0
+    workdir: Path,
+    port: int | None = None,
+    ui_port: int | None = None,
+    timeout: float = 60.0,
+    ui_codec_endpoint: str | None = None,
 ) -> DevServer:
-    """Start a dev server writing its database under `workdir`; wait until gRPC and the UI answer."""
+    """Start a dev server writing its database under `workdir`; wait until gRPC and the UI answer.
+
+    With `ui_codec_endpoint` the Web UI decodes payloads there (`sluice codec-server`).
+    """
     port = port or free_port()
     ui_port = ui_port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = ManagedProcess(
-        dev_server_argv(port, ui_port, workdir / "temporal.db"),
+        dev_server_argv(port, ui_port, workdir / "temporal.db", ui_codec_endpoint=ui_codec_endpoint),
         workdir / "temporal.log",
         name="temporal dev server",
     ).start()
