@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +106,25 @@ def start_worker(
         lambda: "polling task queue" in log_path.read_text(errors="replace"), 30, "worker polling"
     )
     return proc
+
+
+def start_codec_server(
+    log_path: Path, key: str, ui_origins: Sequence[str] = ()
+) -> tuple[ManagedProcess, str]:
+    """Start `sluice codec-server` on a free port with `key` as `SLUICE_CODEC_KEY`; return it and its URL.
+
+    `ui_origins` replace its default Web UI origins when given.
+    """
+    port = free_port()
+    argv = [sys.executable, "-m", "starter.cli", "codec-server", "--port", str(port)]
+    for origin in ui_origins:
+        argv += ["--ui-origin", origin]
+    proc = ManagedProcess(
+        argv, log_path, env={"SLUICE_CODEC_KEY": key}, cwd=ROOT, name="sluice codec-server"
+    ).start()
+    try:
+        proc.wait_ready(lambda: _accepts(port), 30, f"port {port}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}"

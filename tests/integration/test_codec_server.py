@@ -15,7 +15,8 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 
-from localstack.procs import ManagedProcess, free_port
+from localstack.procs import free_port
+from localstack.temporal import start_codec_server
 from starter.codec import EncryptionCodec
 
 pytestmark = pytest.mark.integration
@@ -50,19 +51,9 @@ def env_with(key: str | None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def codec_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("codec") / "codec-server.log"
-    argv = [sys.executable, "-m", "starter.cli", "codec-server", "--port", str(port)]
-    proc = ManagedProcess(
-        [*argv, "--ui-origin", UI, "--ui-origin", OTHER_UI + "/"],
-        log,
-        env=env_with(b64(KEY)),
-        cwd=ROOT,
-        name="sluice codec-server",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_codec_server(log, b64(KEY), [UI, OTHER_UI + "/"])
     try:
-        proc.wait_ready(lambda: httpx.get(url, timeout=1).status_code == 405, 30, "listening")
         yield url
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
