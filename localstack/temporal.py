@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +15,16 @@ from starter.dev import dev_command, temporal_binary
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def dev_server_argv(port: int, ui_port: int, db_filename: Path | None, ip: str = "127.0.0.1") -> list[str]:
+def dev_server_argv(
+    port: int,
+    ui_port: int,
+    db_filename: Path | None,
+    ip: str = "127.0.0.1",
+    ui_codec_endpoint: str | None = None,
+) -> list[str]:
     """What `sluice dev` runs (search attributes registered), quieter for tests and the demo."""
-    argv = dev_command(temporal_binary(), ip, port, ui_port, str(db_filename) if db_filename else None)
+    db = str(db_filename) if db_filename else None
+    argv = dev_command(temporal_binary(), ip, port, ui_port, db, ui_codec_endpoint)
     return [*argv, "--log-level", "warn"]
 
 
@@ -55,14 +62,21 @@ class DevServer:
 
 
 def start_dev_server(
-    workdir: Path, port: int | None = None, ui_port: int | None = None, timeout: float = 60.0
+    workdir: Path,
+    port: int | None = None,
+    ui_port: int | None = None,
+    timeout: float = 60.0,
+    ui_codec_endpoint: str | None = None,
 ) -> DevServer:
-    """Start a dev server writing its database under `workdir`; wait until gRPC and the UI answer."""
+    """Start a dev server writing its database under `workdir`; wait until gRPC and the UI answer.
+
+    With `ui_codec_endpoint` the Web UI decodes payloads there (`sluice codec-server`).
+    """
     port = port or free_port()
     ui_port = ui_port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = ManagedProcess(
-        dev_server_argv(port, ui_port, workdir / "temporal.db"),
+        dev_server_argv(port, ui_port, workdir / "temporal.db", ui_codec_endpoint=ui_codec_endpoint),
         workdir / "temporal.log",
         name="temporal dev server",
     ).start()
@@ -92,3 +106,25 @@ def start_worker(
         lambda: "polling task queue" in log_path.read_text(errors="replace"), 30, "worker polling"
     )
     return proc
+
+
+def start_codec_server(
+    log_path: Path, key: str, ui_origins: Sequence[str] = ()
+) -> tuple[ManagedProcess, str]:
+    """Start `sluice codec-server` on a free port with `key` as `SLUICE_CODEC_KEY`; return it and its URL.
+
+    `ui_origins` replace its default Web UI origins when given.
+    """
+    port = free_port()
+    argv = [sys.executable, "-m", "starter.cli", "codec-server", "--port", str(port)]
+    for origin in ui_origins:
+        argv += ["--ui-origin", origin]
+    proc = ManagedProcess(
+        argv, log_path, env={"SLUICE_CODEC_KEY": key}, cwd=ROOT, name="sluice codec-server"
+    ).start()
+    try:
+        proc.wait_ready(lambda: _accepts(port), 30, f"port {port}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
-"""The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, dev.
+"""The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, dev,
+codec-server.
 
 Exit codes (see `starter.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
 3 aborted by an operator or cancelled, 4 another rollout is running for the service,
@@ -23,6 +24,9 @@ from contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_R
 from contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
 from contracts.status import RolloutStatus
 from starter import ci, rollouts, telemetry
+from starter.codec import KEY_ENV
+from starter.codec_server import DEFAULT_PORT as CODEC_PORT
+from starter.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
 from starter.console import Console
 from starter.dev import run_dev_server
 from starter.exits import CliError, ExitCode
@@ -118,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7233, help="frontend gRPC port (default 7233)")
     p.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
     p.add_argument("--db-filename", "-f", default=None, help="keep state in this SQLite file")
+    p.add_argument(
+        "--ui-codec-endpoint", default=None, help="codec server the Web UI decodes with (sluice codec-server)"
+    )
+
+    p = add(
+        "codec-server",
+        f"decrypt and encrypt payloads with {KEY_ENV} for the Temporal Web UI and CLI (HTTP)",
+        False,
+    )
+    p.add_argument(
+        "--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: it decrypts for anyone)"
+    )
+    p.add_argument("--port", type=int, default=CODEC_PORT, help=f"port (default {CODEC_PORT})")
+    p.add_argument(
+        "--ui-origin",
+        action="append",
+        type=ui_origin,
+        default=None,
+        help=f"Web UI origin browsers may call from; repeatable (default {' and '.join(DEFAULT_UI_ORIGINS)})",
+    )
     return parser
 
 
@@ -265,7 +289,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "plan":
         return cmd_plan(args, console)
     if args.command == "dev":
-        return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename)
+        return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
+    if args.command == "codec-server":
+        return run_codec_server(args.ip, args.port, args.ui_origin or list(DEFAULT_UI_ORIGINS))
     return asyncio.run(ASYNC_COMMANDS[args.command](args, console))
 
 

@@ -3,8 +3,8 @@
 Specs, statuses, signal inputs, memos and the UI's summary/details are then ciphertext in
 Temporal's history; search attributes stay readable (the UI and `sluice list` filter on
 them). The key is 32 bytes, base64-encoded (`openssl rand -base64 32`); the worker and every
-CLI must share it. The Temporal Web UI shows decrypted payloads when pointed at a codec
-server (`sluice codec-server`, see the README) that answers `POST /decode` and `/encode`.
+CLI must share it. `sluice codec-server` (starter/codec_server.py) serves the same codec over
+HTTP so the Temporal Web UI and `temporal workflow show --codec-endpoint` can show plaintext.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -53,12 +54,13 @@ class EncryptionCodec(PayloadCodec):
         self.key_id = hashlib.sha256(key).hexdigest()[:12]
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._encrypt(p) for p in payloads]
+        return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._decrypt(p) for p in payloads]
+        return [self.decrypt(p) for p in payloads]
 
-    def _encrypt(self, payload: Payload) -> Payload:
+    def encrypt(self, payload: Payload) -> Payload:
+        """One payload sealed with this key (a new nonce each time)."""
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, payload.SerializeToString(), None)
         return Payload(
@@ -66,15 +68,24 @@ class EncryptionCodec(PayloadCodec):
             data=nonce + sealed,
         )
 
-    def _decrypt(self, payload: Payload) -> Payload:
+    def decrypt(self, payload: Payload) -> Payload:
+        """One payload opened; unencrypted ones pass through.
+
+        Raises ValueError naming the key ids when another key sealed it, or when it was altered.
+        """
         if payload.metadata.get("encoding") != ENCODING:
             return payload  # written before encryption was turned on: leave it readable
-        key_id = payload.metadata.get("encryption-key-id", b"").decode()
+        key_id = payload.metadata.get("encryption-key-id", b"").decode(errors="replace")
         if key_id != self.key_id:
             raise ValueError(
                 f"payload encrypted with key {key_id}, this process has key {self.key_id} ({KEY_ENV})"
             )
-        plain = self._aead.decrypt(payload.data[:12], payload.data[12:], None)
+        try:
+            plain = self._aead.decrypt(payload.data[:12], payload.data[12:], None)
+        except InvalidTag:
+            raise ValueError(
+                f"payload with key {key_id} does not authenticate: altered or truncated"
+            ) from None
         return Payload.FromString(plain)
 
 

@@ -29,7 +29,14 @@ def temporal_binary() -> str:
     return found
 
 
-def dev_command(binary: str, ip: str, port: int, ui_port: int, db_filename: str | None) -> list[str]:
+def dev_command(
+    binary: str,
+    ip: str,
+    port: int,
+    ui_port: int,
+    db_filename: str | None,
+    ui_codec_endpoint: str | None = None,
+) -> list[str]:
     """The `temporal server start-dev` command line, search attributes registered."""
     cmd = [
         binary,
@@ -44,6 +51,8 @@ def dev_command(binary: str, ip: str, port: int, ui_port: int, db_filename: str 
     ]
     if db_filename:
         cmd += ["--db-filename", db_filename]
+    if ui_codec_endpoint:
+        cmd += ["--ui-codec-endpoint", ui_codec_endpoint]
     for name, kind in REGISTRATION.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
     return cmd
@@ -61,18 +70,21 @@ def _check_free(ip: str, port: int, what: str) -> None:
             ) from None
 
 
-def run_dev_server(ip: str, port: int, ui_port: int, db_filename: str | None) -> int:
+def run_dev_server(
+    ip: str, port: int, ui_port: int, db_filename: str | None, ui_codec_endpoint: str | None = None
+) -> int:
     """Run the dev server until it exits or we are interrupted; forward Ctrl-C/SIGTERM once."""
     _check_free(ip, port, "Temporal frontend")
     _check_free(ip, ui_port, "Web UI")
-    cmd = dev_command(temporal_binary(), ip, port, ui_port, db_filename)
+    cmd = dev_command(temporal_binary(), ip, port, ui_port, db_filename, ui_codec_endpoint)
     attrs = ", ".join(f"{k} ({v})" for k, v in REGISTRATION.items())
     print(
         f"Temporal dev server: {ip}:{port} (namespace default)\n"
         f"Web UI:              http://{ip}:{ui_port}\n"
         f"search attributes:   {attrs}\n"
         f"state:               {db_filename or 'in memory (use --db-filename to keep it)'}\n"
-        f"next: `python worker.py`, then `sluice start -f rollout.yaml`"
+        + (f"UI codec endpoint:   {ui_codec_endpoint}\n" if ui_codec_endpoint else "")
+        + "next: `python worker.py`, then `sluice start -f rollout.yaml`"
         + ("" if port == 7233 else f" with TEMPORAL_ADDRESS={ip}:{port}")
         + ("" if ui_port == 8233 else f" and SLUICE_UI_URL=http://{ip}:{ui_port}")
         + "\nCtrl-C stops it.",

@@ -334,9 +334,14 @@ def closed(stack: Stack) -> bool:
     return listed.returncode == 0 and json.loads(listed.stdout)[0]["temporal_status"] == "completed"
 
 
-def history_text(stack: Stack) -> str:
-    """The rollout's whole history as text, with every payload's base64 data decoded."""
-    shown = stack.temporal("workflow", "show", "--workflow-id", f"rollout-{stack.service}", "-o", "json")
+def history_text(stack: Stack, *options: str) -> str:
+    """The rollout's whole history as text, with every payload's base64 data decoded.
+
+    `options` go to `temporal workflow show` (e.g. `--codec-endpoint URL`).
+    """
+    shown = stack.temporal(
+        "workflow", "show", "--workflow-id", f"rollout-{stack.service}", "-o", "json", *options
+    )
     assert shown.returncode == 0, shown.stderr
     parts = [shown.stdout]
 
