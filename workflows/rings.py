@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.spec import ApprovalSpec, RingRolloutSpec
     from contracts.status import (
         ApprovalWait,
-        OperatorAction,
         OperatorActionKind,
         Phase,
         RingStatus,
@@ -38,13 +37,8 @@ with workflow.unsafe.imports_passed_through():
         Weights,
     )
     from workflows.render import current_details
-    from workflows.rollout import (
-        ACTIVITY_TIMEOUT,
-        ROLLBACK_RETRY,
-        RolloutWorkflow,
-        approval_refusal,
-        check_approval,
-    )
+    from workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
+    from workflows.steering import OperatorSteering, check_approval
 
 FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
 
@@ -55,7 +49,7 @@ def ring_workflow_id(parent_id: str, ring: str) -> str:
 
 
 @workflow.defn(name=names.RING_WORKFLOW_TYPE)
-class RingRolloutWorkflow:
+class RingRolloutWorkflow(OperatorSteering):
     """A release rolled out ring by ring, identified by `rollout-<service>` like a single rollout."""
 
     @workflow.init
@@ -364,16 +358,8 @@ class RingRolloutWorkflow:
         """The approval as a signal: the gate between rings if one waits, else the running ring's."""
         if self._gate is None and self._child is not None:
             await self._child.signal(names.SIGNAL_APPROVE, inp)
-        elif refusal := approval_refusal(self._gate, self._status, inp):
-            self._record_action("approve_refused", refusal, inp.by)
-            self._publish()
         else:
-            self._grant(inp)
-
-    def _grant(self, inp: OperatorInput) -> None:
-        self._record_action("approve", inp.reason, inp.by)
-        self._approved = True
-        self._publish()
+            self._approve_by_signal(inp)
 
     @approve.validator
     def _check_approval(self, inp: OperatorInput) -> None:
@@ -389,19 +375,6 @@ class RingRolloutWorkflow:
             return False
         self._record_action(action, inp.reason, inp.by)
         return True
-
-    def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
-        self._status.actions.append(
-            OperatorAction(
-                action=action,
-                reason=reason,
-                by=by or "unknown",
-                at=workflow.now(),
-                step_index=self._status.step_index,
-            )
-        )
-
-    # --- visibility -------------------------------------------------------------------------
 
     def _publish(self) -> None:
         status = self._status

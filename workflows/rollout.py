@@ -38,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
         AnalysisCounters,
         ApprovalWait,
         MetricVerdict,
-        OperatorAction,
         OperatorActionKind,
         Phase,
         RollbackState,
@@ -49,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.judge import judge, tick_verdict
     from workflows.observe import RolloutObserver
     from workflows.render import current_details
+    from workflows.steering import OperatorSteering, check_approval
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -74,7 +74,7 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
-class RolloutWorkflow:
+class RolloutWorkflow(OperatorSteering):
     """One rollout of one service, identified by `rollout-<service>`."""
 
     @workflow.init
@@ -223,16 +223,7 @@ class RolloutWorkflow:
         """The approval as a signal (the Web UI's dialog): the same checks, a refusal is recorded."""
         if self._status.phase.is_final:
             return
-        if refusal := approval_refusal(self._gate, self._status, inp):
-            self._record_action("approve_refused", refusal, inp.by)
-            self._publish()
-        else:
-            self._grant(inp)
-
-    def _grant(self, inp: OperatorInput) -> None:
-        self._record_action("approve", inp.reason, inp.by)
-        self._approved = True
-        self._publish()
+        self._approve_by_signal(inp)
 
     @workflow.query(name=names.QUERY_STATUS)
     def status(self) -> RolloutStatus:
@@ -245,17 +236,6 @@ class RolloutWorkflow:
             return False
         self._record_action(action, inp.reason, inp.by)
         return True
-
-    def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
-        self._status.actions.append(
-            OperatorAction(
-                action=action,
-                reason=reason,
-                by=by or "unknown",
-                at=workflow.now(),
-                step_index=self._status.step_index,
-            )
-        )
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -680,34 +660,6 @@ class RolloutWorkflow:
             )
         workflow.set_current_details(current_details(self._status))
         self._observer.changed(self._status)
-
-
-def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput) -> None:
-    """The approve update's validator: reject (no history) unless a gate waits and `by` may approve."""
-    if gate is None or status.phase.is_final or status.rollback is not None:
-        raise ApplicationError(
-            f"{status.service} is not waiting for an approval "
-            f"(phase {status.phase.value}, step {status.step})",
-            type=errors.NOT_WAITING_FOR_APPROVAL,
-            non_retryable=True,
-        )
-    if not inp.by.strip():
-        raise ApplicationError("an approval must say who approves (`by`)", type=errors.NOT_AN_APPROVER)
-    if gate.approvers and inp.by not in gate.approvers:
-        raise ApplicationError(
-            f"{inp.by!r} may not approve this gate; approvers: {', '.join(gate.approvers)}",
-            type=errors.NOT_AN_APPROVER,
-            non_retryable=True,
-        )
-
-
-def approval_refusal(gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput) -> str | None:
-    """Why an approve signal is refused (recorded as an `approve_refused` action), or None."""
-    try:
-        check_approval(gate, status, inp)
-    except ApplicationError as refused:
-        return f"{refused.message} (their reason: {inp.reason or 'none given'})"
-    return None
 
 
 def _cause(err: BaseException) -> str:
