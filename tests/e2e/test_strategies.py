@@ -159,3 +159,39 @@ def test_two_rings_second_fails_and_both_roll_back(
     listed = stack.sluice("list", "--service", stack.service, "--output", "json")
     assert listed.returncode == 0, listed.stderr
     assert [r["workflow_id"] for r in json.loads(listed.stdout)] == [f"rollout-{stack.service}"]
+
+
+def test_sluice_approve_and_the_approve_signal_on_a_real_gate(stack: Stack, worker: ManagedProcess) -> None:
+    spec = stack.spec(
+        [
+            {"set_weight": 20},
+            {"approval": {"approvers": ["alice"], "timeout": "10m"}},
+            {"set_weight": 50},
+            {"approval": {"approvers": ["alice"]}},
+            {"set_weight": 100},
+        ]
+    )
+    assert stack.sluice("start", "-f", str(spec)).returncode == 0
+    wait_status(stack, lambda s: s["phase"] == "awaiting_approval" and s["step_index"] == 1)
+    # The CLI's update: a stranger is refused with the reason, exit 2, nothing changes.
+    refused = stack.sluice("approve", stack.service, "--by", "mallory", "--reason", "lgtm")
+    assert refused.returncode == 2 and "'mallory' may not approve" in refused.stderr, refused.stderr
+    approved = stack.sluice("approve", stack.service, "--by", "alice", "--reason", "20% looks fine")
+    assert approved.returncode == 0, approved.stderr
+    second = wait_status(stack, lambda s: s["phase"] == "awaiting_approval" and s["step_index"] == 3)
+    assert second["weights"] == {"stable": 50, "canary": 50}
+    # The signal, as the Web UI's dialog sends it.
+    signal = stack.temporal(
+        "workflow",
+        "signal",
+        "--workflow-id",
+        f"rollout-{stack.service}",
+        "--name",
+        "approve",
+        "--input",
+        json.dumps({"by": "alice", "reason": "50% looks fine"}),
+    )
+    assert signal.returncode == 0, signal.stderr
+    final = wait_status(stack, lambda s: s["phase"] == "promoted")
+    assert [(a["action"], a["by"]) for a in final["actions"]] == [("approve", "alice"), ("approve", "alice")]
+    assert send_requests(stack.haproxy.url, 20).by_version == {"v2": 20}
