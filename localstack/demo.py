@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="load in requests/s (default 50)")
     args = parser.parse_args(argv)
 
+    # `kill`, `timeout` or a closed terminal stop everything too, not only Ctrl-C: SystemExit
+    # unwinds through the `finally` below, which stops every process the stack started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="sluice-demo-"))
     say("Starting Temporal dev server, Sluice worker, HAProxy, demo services v1 and v2")
     stack = start_local_stack(workdir, temporal_port=7233, ui_port=8233, frontend_port=8080)
