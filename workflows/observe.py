@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import headline, notify
     from contracts import errors
     from contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
-    from contracts.spec import RolloutSpec
+    from contracts.spec import RingRolloutSpec, RolloutSpec
     from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
 
 NOTIFY_RETRY = RetryPolicy(
@@ -46,8 +46,12 @@ ROLLBACK_BUCKETS = [0.25, 0.5, 1, 2, 5, 10, 30, 60, 300]
 class RolloutObserver:
     """Turns status changes into metrics and notifications; holds no state the status lacks."""
 
-    def __init__(self, spec: RolloutSpec, carried: RolloutStatus | None) -> None:
+    def __init__(
+        self, spec: RolloutSpec | RingRolloutSpec, carried: RolloutStatus | None, count_metrics: bool = True
+    ) -> None:
+        """`count_metrics=False` for a ring rollout's parent: each ring's rollout counts itself."""
         self._spec = spec
+        self._count_metrics = count_metrics
         # After continue-as-new the carried phase and tick count are already told.
         self._last_phase: Phase | None = carried.phase if carried is not None else None
         self._last_tick = carried.analysis.ticks if carried is not None else 0
@@ -59,11 +63,13 @@ class RolloutObserver:
         """Count and announce what changed since the last call."""
         if status.phase != self._last_phase:
             previous, self._last_phase = self._last_phase, status.phase
-            self._count_phase(status, previous)
+            if self._count_metrics:
+                self._count_phase(status, previous)
             self._send("phase_changed", status, previous, [])
         if status.analysis.ticks > self._last_tick:
             self._last_tick = status.analysis.ticks
-            self._count_verdicts(status)
+            if self._count_metrics:
+                self._count_verdicts(status)
             failed = [v for v in status.verdicts if v.verdict is Verdict.FAIL]
             if failed:
                 self._send("verdict_failed", status, None, failed)

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         Weights,
     )
+    from workflows.observe import RolloutObserver
     from workflows.render import current_details
     from workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
     from workflows.steering import OperatorSteering, check_approval
@@ -87,6 +88,10 @@ class RingRolloutWorkflow(OperatorSteering):
         self._gate: ApprovalSpec | None = None
         self._approved = False
         self._published: dict[str, str | int] = {}
+        # Webhooks for the ring rollout as a whole (each ring's rollout sends its own too).
+        self._observer = RolloutObserver(
+            inp.spec, inp.carried.status if inp.carried else None, count_metrics=False
+        )
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -280,6 +285,7 @@ class RingRolloutWorkflow(OperatorSteering):
         self._status.message = message
         self._status.finished_at = workflow.now()
         self._publish()
+        await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
 
@@ -294,6 +300,7 @@ class RingRolloutWorkflow(OperatorSteering):
 
     async def _continue_as_new(self, gate_left: timedelta | None) -> None:
         """Only between rings (no child runs): carry every ring's status and the gate's time left."""
+        await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop is not None or self._approved:
             return
@@ -390,6 +397,7 @@ class RingRolloutWorkflow(OperatorSteering):
                 [sa.PHASE.value_set(status.phase.value), sa.WEIGHT.value_set(weight)]
             )
         workflow.set_current_details(current_details(status))
+        self._observer.changed(status)
 
 
 def _versions(stable: str | None, new: str) -> str:

@@ -30,6 +30,7 @@ from contracts.calls import (
     SetTrafficInput,
     TrafficState,
 )
+from contracts.notify import NotifyInput
 from contracts.spec import RingRolloutSpec, parse_any_spec
 from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
 from tests.workflow.test_rollout_workflow import CANARY, METRICS, ROUTER, FakeRouter, make_spec, running
@@ -281,6 +282,8 @@ class Rings:
     def __init__(self, *names: str) -> None:
         self.routers = {n: FakeRouter() for n in names}
         self.order: list[tuple[str, str, int]] = []
+        self.events: list[tuple[str, str]] = []
+        """(sending workflow id, phase) of every `phase_changed` notification."""
 
     def _of(self, router: Any) -> tuple[str, FakeRouter]:
         name = router.backend.removeprefix("be_")
@@ -319,7 +322,12 @@ class Rings:
                 ]
             )
 
-        return [preflight, set_traffic, rollback_traffic, analyze]
+        @activity.defn(name="notify")
+        async def notify(inp: NotifyInput) -> None:
+            if inp.event.kind == "phase_changed":
+                self.events.append((inp.event.event_id.split("/")[0], inp.event.phase))
+
+        return [preflight, set_traffic, rollback_traffic, analyze, notify]
 
 
 def ring_spec(*names: str, **extra: Any) -> RingRolloutSpec:
@@ -408,6 +416,24 @@ async def test_a_failing_ring_rolls_back_itself_then_earlier_rings_in_reverse(
     assert all(r.canary == 0 for r in rings.routers.values())
     assert [r.phase for r in result.rings] == [Phase.ROLLED_BACK] * 3
     assert "ring c" in result.message and "reverse order" in result.message
+
+
+async def test_a_ring_rollout_notifies_for_itself_and_each_ring(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    rings.routers["b"].verdict = Verdict.FAIL
+    spec = ring_spec("a", "b", notify=[{"url": "http://127.0.0.1:9/hook"}])
+    async with ring_rollout(env, spec, rings) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK
+    parent = handle.id
+    by_sender: dict[str, list[str]] = {}
+    for sender, phase in rings.events:
+        by_sender.setdefault(sender, []).append(phase)
+    # The whole: started, the saga rolling back, the outcome (the ring a rolled back by the saga
+    # is told here, since its own rollout had already ended promoted).
+    assert by_sender[parent] == ["progressing", "rolling_back", "rolled_back"]
+    assert by_sender[f"{parent}-ring-a"] == ["progressing", "promoted"]
+    assert by_sender[f"{parent}-ring-b"] == ["progressing", "rolling_back", "rolled_back"]
 
 
 async def test_earlier_rings_can_stay(env: WorkflowEnvironment) -> None:
