@@ -53,7 +53,12 @@ def test_a_canary_as_good_as_stable_is_promoted(
         [{"set_weight": 30}, {"pause": "8s"}, {"set_weight": 100}],
         interval="1s",
         inconclusive_limit=30,
-        metrics=[haproxy_compare(), prometheus_compare(prometheus)],
+        # A 50% tolerance keeps the chance of a false rollback (at most alpha = 1% per metric
+        # at 0% tolerance) far below that, so this test does not flake on an unlucky draw.
+        metrics=[
+            {**haproxy_compare(), "tolerance": 0.5},
+            {**prometheus_compare(prometheus), "tolerance": 0.5},
+        ],
     )
     with LoadGenerator(stack.haproxy.url, rate=40):
         done = stack.sluice("start", "-f", str(spec), "--wait", timeout=120)
@@ -66,7 +71,7 @@ def test_a_canary_as_good_as_stable_is_promoted(
         assert v["verdict"] == "pass", v
         assert v["comparison"]["canary_requests"] >= 50 and v["comparison"]["stable_requests"] >= 50
         assert v["comparison"]["e_value"] < v["comparison"]["threshold"] == 100
-        assert "no evidence of a regression beyond 10%" in v["detail"]
+        assert "no evidence of a regression beyond 50%" in v["detail"]
 
 
 @pytest.mark.parametrize("source", ["haproxy", "prometheus"])
