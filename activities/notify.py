@@ -77,10 +77,11 @@ def _redact(text: str, url: str) -> str:
 def headline(event: RolloutEvent) -> str:
     """One line a person reads in a chat channel."""
     versions = f"{event.stable_version} → {event.version}" if event.stable_version else event.version
+    who = f"{event.service} (ring {event.ring})" if event.ring else event.service
     if event.kind == "verdict_failed":
         names = ", ".join(v.metric for v in event.failed) or "a metric"
-        return f"{event.service} {versions}: analysis failed ({names})"
-    return f"{event.service} {versions}: {_PHASE_WORDS.get(event.phase, event.phase)}"
+        return f"{who} {versions}: analysis failed ({names})"
+    return f"{who} {versions}: {_PHASE_WORDS.get(event.phase, event.phase)}"
 
 
 def render_body(fmt: str, event: RolloutEvent, ui_base: str | None) -> dict[str, Any]:

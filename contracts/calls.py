@@ -55,6 +55,8 @@ class RolloutInput(BaseModel):
     continue_as_new_after_events: int | None = None
     """Continue as new once history has this many events, besides when Temporal suggests it
     (which it does at a few thousand events by default). For tests; leave unset."""
+    ring: str | None = None
+    """Set by a ring rollout on the child that rolls out this ring (named in its webhooks)."""
 
 
 class RingCarriedState(BaseModel):

@@ -81,6 +81,8 @@ class RolloutEvent(BaseModel):
     weights: Weights | None = None
     failed: list[MetricVerdict] = Field(default_factory=list)
     at: datetime
+    ring: str | None = None
+    """The ring this rollout rolls out, when it is one ring of a ring rollout."""
 
 
 class NotifyInput(BaseModel):

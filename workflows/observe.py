@@ -47,11 +47,17 @@ class RolloutObserver:
     """Turns status changes into metrics and notifications; holds no state the status lacks."""
 
     def __init__(
-        self, spec: RolloutSpec | RingRolloutSpec, carried: RolloutStatus | None, count_metrics: bool = True
+        self,
+        spec: RolloutSpec | RingRolloutSpec,
+        carried: RolloutStatus | None,
+        count_metrics: bool = True,
+        ring: str | None = None,
     ) -> None:
-        """`count_metrics=False` for a ring rollout's parent: each ring's rollout counts itself."""
+        """`count_metrics=False` for a ring rollout's parent: each ring's rollout counts itself.
+        `ring` names the ring a child rollout rolls out, in its notifications."""
         self._spec = spec
         self._count_metrics = count_metrics
+        self._ring = ring
         # After continue-as-new the carried phase and tick count are already told.
         self._last_phase: Phase | None = carried.phase if carried is not None else None
         self._last_tick = carried.analysis.ticks if carried is not None else 0
@@ -143,6 +149,7 @@ class RolloutObserver:
             weights=status.weights,
             failed=failed,
             at=workflow.now(),
+            ring=self._ring,
         )
         for target in self._spec.notify:
             task = asyncio.create_task(self._deliver(target, event))

@@ -151,6 +151,7 @@ class RingRolloutWorkflow(OperatorSteering):
                 spec_digest=self._input.spec_digest,
                 started_by=self._input.started_by,
                 continue_as_new_after_events=self._input.continue_as_new_after_events,
+                ring=ring.name,
             ),
             id=state.workflow_id,
             # A cancel reaches the child, which rolls its ring back before the saga continues.

@@ -123,7 +123,7 @@ class RolloutWorkflow(OperatorSteering):
                 inp.carried.bake_remaining,
             )
         # Issue 6 hook: metrics and webhook notifications on phase changes and failing verdicts.
-        self._observer = RolloutObserver(inp.spec, inp.carried.status if inp.carried else None)
+        self._observer = RolloutObserver(inp.spec, inp.carried.status if inp.carried else None, ring=inp.ring)
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -485,6 +485,7 @@ class RolloutWorkflow(OperatorSteering):
                 spec_digest=self._input.spec_digest,
                 started_by=self._input.started_by,
                 continue_as_new_after_events=self._input.continue_as_new_after_events,
+                ring=self._input.ring,
                 carried=CarriedState(
                     status=self._status,
                     operator_paused=self._operator_paused,

@@ -197,8 +197,12 @@ async def status_of(handle: WorkflowHandle[Any, RolloutStatus]) -> RolloutStatus
 async def until(
     handle: WorkflowHandle[Any, RolloutStatus], check: Callable[[RolloutStatus], bool]
 ) -> RolloutStatus:
-    """Poll the status query (real time, no skipping) until `check` holds."""
-    for _ in range(200):
+    """Poll the status query (real time, no skipping) until `check` holds, for at least 30 s.
+
+    Time only skips while a test awaits a result or `env.sleep`: a condition that needs
+    workflow time to pass (timers, analysis ticks) should be preceded by `env.sleep`.
+    """
+    for _ in range(600):
         status = await status_of(handle)
         if check(status):
             return status
@@ -374,6 +378,8 @@ async def test_inconclusive_run_can_pause_for_a_human(env: WorkflowEnvironment) 
     router = FakeRouter(verdict=Verdict.INCONCLUSIVE)
     spec = make_spec(CANARY, inconclusive_limit=1, on_inconclusive="pause")
     async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(15)  # two inconclusive ticks at 5 s, without waiting for them in real time
         paused = await until(handle, lambda s: s.phase is Phase.PAUSED)
         router.verdict = Verdict.PASS
         await handle.signal("resume", op("traffic is just low at night"))

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.notify import headline
 from contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
@@ -229,13 +230,16 @@ async def test_approval_rejected_when_no_gate_waits(env: WorkflowEnvironment) ->
 
 async def test_approval_timeout_rolls_back(env: WorkflowEnvironment) -> None:
     router = FakeRouter()
-    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    # 20 minutes, not GATE's 4 h: analysis ticks every 5 s all along, and 4 h of them made this
+    # the slowest test by far (and slower still on a loaded machine).
+    gate = {"approval": {**GATE["approval"], "timeout": "20m"}}
+    spec = spec_with(steps=[{"set_weight": 10}, gate, {"set_weight": 100}])
     async with running(env, spec, router) as handle:
         result = await handle.result()
     assert result.phase is Phase.ROLLED_BACK and "approval gate timed out" in result.message
     assert router.rollbacks() == 1 and router.canary == 0
     assert result.actions[-1].action == "approval_timeout" and result.actions[-1].by == "sluice"
-    assert (result.finished_at - result.started_at).total_seconds() >= 4 * 3600  # type: ignore[operator]
+    assert (result.finished_at - result.started_at).total_seconds() >= 20 * 60  # type: ignore[operator]
 
 
 async def test_approval_timeout_can_continue(env: WorkflowEnvironment) -> None:
@@ -284,6 +288,7 @@ class Rings:
         self.order: list[tuple[str, str, int]] = []
         self.events: list[tuple[str, str]] = []
         """(sending workflow id, phase) of every `phase_changed` notification."""
+        self.headlines: list[str] = []
 
     def _of(self, router: Any) -> tuple[str, FakeRouter]:
         name = router.backend.removeprefix("be_")
@@ -326,6 +331,7 @@ class Rings:
         async def notify(inp: NotifyInput) -> None:
             if inp.event.kind == "phase_changed":
                 self.events.append((inp.event.event_id.split("/")[0], inp.event.phase))
+                self.headlines.append(headline(inp.event))
 
         return [preflight, set_traffic, rollback_traffic, analyze, notify]
 
@@ -434,6 +440,9 @@ async def test_a_ring_rollout_notifies_for_itself_and_each_ring(env: WorkflowEnv
     assert by_sender[parent] == ["progressing", "rolling_back", "rolled_back"]
     assert by_sender[f"{parent}-ring-a"] == ["progressing", "promoted"]
     assert by_sender[f"{parent}-ring-b"] == ["progressing", "rolling_back", "rolled_back"]
+    # Chat messages say which ring; the whole has no ring.
+    assert "checkout (ring b) v1 → v2: rolled back" in rings.headlines
+    assert "checkout v1 → v2: rolled back" in rings.headlines
 
 
 async def test_earlier_rings_can_stay(env: WorkflowEnvironment) -> None:
