@@ -18,7 +18,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.rollout import rollback_traffic
     from contracts import names
-    from contracts import search_attributes as sa
     from contracts.calls import (
         OperatorInput,
         RingCarriedState,
@@ -37,9 +36,8 @@ with workflow.unsafe.imports_passed_through():
         Weights,
     )
     from workflows.observe import RolloutObserver
-    from workflows.render import current_details
     from workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
-    from workflows.steering import OperatorSteering, check_approval
+    from workflows.steering import RolloutBase, check_approval, failure_cause
 
 FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
 
@@ -50,8 +48,10 @@ def ring_workflow_id(parent_id: str, ring: str) -> str:
 
 
 @workflow.defn(name=names.RING_WORKFLOW_TYPE)
-class RingRolloutWorkflow(OperatorSteering):
+class RingRolloutWorkflow(RolloutBase):
     """A release rolled out ring by ring, identified by `rollout-<service>` like a single rollout."""
+
+    _input: RingRolloutInput
 
     @workflow.init
     def __init__(self, inp: RingRolloutInput) -> None:
@@ -128,7 +128,7 @@ class RingRolloutWorkflow(OperatorSteering):
                 self._record_action("cancel", "Temporal cancel request", "temporal")
                 await self._saga(self._next, Phase.ABORTED, "the workflow was cancelled")
                 raise
-            await self._saga(self._next, Phase.FAILED, f"ring rollout failed: {_cause(err)}")
+            await self._saga(self._next, Phase.FAILED, f"ring rollout failed: {failure_cause(err)}")
             return self._status
         assert self._stop is not None
         phase, reason = self._stop
@@ -162,12 +162,12 @@ class RingRolloutWorkflow(OperatorSteering):
             result = await self._child
         except ChildWorkflowError as err:
             # The child was cancelled (it rolled back first) or failed (e.g. its rollback could not complete).
-            state.phase, state.message, state.finished_at = Phase.FAILED, _cause(err), workflow.now()
+            state.phase, state.message, state.finished_at = Phase.FAILED, failure_cause(err), workflow.now()
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 state.phase = Phase.ABORTED
                 raise asyncio.CancelledError() from err
-            raise ApplicationError(f"ring {ring.name}: {_cause(err)}", type="RingFailed") from err
+            raise ApplicationError(f"ring {ring.name}: {failure_cause(err)}", type="RingFailed") from err
         finally:
             self._child = None
         state.phase, state.message, state.finished_at = result.phase, result.message, workflow.now()
@@ -265,9 +265,9 @@ class RingRolloutWorkflow(OperatorSteering):
                         summary=f"roll back ring {ring.name} to 100% stable",
                     )
                 except ActivityError as err:
-                    state.message = f"ROLLBACK STUCK, still retrying: {_cause(err)}"
+                    state.message = f"ROLLBACK STUCK, still retrying: {failure_cause(err)}"
                     self._status.message = (
-                        f"ROLLBACK of ring {ring.name} STUCK, still retrying: {_cause(err)}"
+                        f"ROLLBACK of ring {ring.name} STUCK, still retrying: {failure_cause(err)}"
                     )
                     self._publish()
                     continue
@@ -281,23 +281,7 @@ class RingRolloutWorkflow(OperatorSteering):
             phase, f"{reason}; earlier rings rolled back in reverse order ({names_}), verified"
         )
 
-    async def _finish(self, phase: Phase, message: str) -> RolloutStatus:
-        self._status.phase = phase
-        self._status.message = message
-        self._status.finished_at = workflow.now()
-        self._publish()
-        await self._observer.drain()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._status
-
     # --- continue-as-new --------------------------------------------------------------------
-
-    def _history_full(self) -> bool:
-        info = workflow.info()
-        limit = self._input.continue_as_new_after_events
-        return info.is_continue_as_new_suggested() or (
-            limit is not None and info.get_current_history_length() >= limit
-        )
 
     async def _continue_as_new(self, gate_left: timedelta | None) -> None:
         """Only between rings (no child runs): carry every ring's status and the gate's time left."""
@@ -384,29 +368,18 @@ class RingRolloutWorkflow(OperatorSteering):
         self._record_action(action, inp.reason, inp.by)
         return True
 
-    def _publish(self) -> None:
+    def _current_phase(self) -> Phase:
         status = self._status
-        if not (status.phase.is_final or status.phase is Phase.ROLLING_BACK):
-            status.phase = Phase.AWAITING_APPROVAL if status.approval is not None else Phase.PROGRESSING
-        promoted = sum(1 for r in status.rings if r.phase is Phase.PROMOTED)
+        if status.phase.is_final or status.phase is Phase.ROLLING_BACK:
+            return status.phase
+        return Phase.AWAITING_APPROVAL if status.approval is not None else Phase.PROGRESSING
+
+    def _search_weight(self) -> int:
         # SluiceWeight of a ring rollout: percent of rings fully on the new version.
-        weight = round(100 * promoted / len(status.rings)) if status.rings else 0
-        wanted: dict[str, str | int] = {sa.PHASE.name: status.phase.value, sa.WEIGHT.name: weight}
-        if wanted != self._published and workflow.info().typed_search_attributes.get(sa.PHASE) is not None:
-            self._published = wanted
-            workflow.upsert_search_attributes(
-                [sa.PHASE.value_set(status.phase.value), sa.WEIGHT.value_set(weight)]
-            )
-        workflow.set_current_details(current_details(status))
-        self._observer.changed(status)
+        rings = self._status.rings
+        promoted = sum(1 for r in rings if r.phase is Phase.PROMOTED)
+        return round(100 * promoted / len(rings)) if rings else 0
 
 
 def _versions(stable: str | None, new: str) -> str:
     return f"{stable or 'stable'} → {new}"
-
-
-def _cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = str(err) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -20,7 +20,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.rollout import analyze, preflight, rollback_traffic, set_traffic
     from contracts import errors, names
-    from contracts import search_attributes as sa
     from contracts.calls import (
         AnalyzeInput,
         CarriedState,
@@ -47,8 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.judge import judge, tick_verdict
     from workflows.observe import RolloutObserver
-    from workflows.render import current_details
-    from workflows.steering import OperatorSteering, check_approval
+    from workflows.steering import RolloutBase, check_approval, failure_cause
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -74,8 +72,10 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
-class RolloutWorkflow(OperatorSteering):
+class RolloutWorkflow(RolloutBase):
     """One rollout of one service, identified by `rollout-<service>`."""
+
+    _input: RolloutInput
 
     @workflow.init
     def __init__(self, inp: RolloutInput) -> None:
@@ -142,7 +142,7 @@ class RolloutWorkflow(OperatorSteering):
                 )
             except ActivityError as err:
                 return await self._finish(
-                    Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {_cause(err)}"
+                    Phase.ROLLED_BACK, f"preflight failed, traffic was not touched: {failure_cause(err)}"
                 )
             self._record_weights(state)
             if self._pre_promotion_analysis() is not None:
@@ -166,7 +166,7 @@ class RolloutWorkflow(OperatorSteering):
                 self._record_action("cancel", "Temporal cancel request", "temporal")
                 await self._compensate(Phase.ABORTED, "the workflow was cancelled")
                 raise
-            await self._compensate(Phase.ROLLED_BACK, f"a step failed for good: {_cause(err)}")
+            await self._compensate(Phase.ROLLED_BACK, f"a step failed for good: {failure_cause(err)}")
             return self._status
 
         assert self._stop is not None
@@ -454,14 +454,6 @@ class RolloutWorkflow(OperatorSteering):
 
     # --- continue-as-new ------------------------------------------------------------------
 
-    def _history_full(self) -> bool:
-        """Time to continue as new: Temporal suggests it, or the input's test threshold is met."""
-        info = workflow.info()
-        limit = self._input.continue_as_new_after_events
-        return info.is_continue_as_new_suggested() or (
-            limit is not None and info.get_current_history_length() >= limit
-        )
-
     async def _continue_as_new(self, index: int, step_started: bool, bake_left: timedelta | None) -> None:
         """Carry the whole state into a fresh run, at a wait, never mid-change.
 
@@ -539,7 +531,7 @@ class RolloutWorkflow(OperatorSteering):
                 )
                 verdicts = result.verdicts
             except ActivityError as err:
-                verdicts = [_unmeasured(m.name, _cause(err)) for m in spec.metrics]
+                verdicts = [_unmeasured(m.name, failure_cause(err)) for m in spec.metrics]
             if self._stop is not None or self._analysis_stopping or self._status.phase.is_final:
                 return
             self._status.verdicts = verdicts
@@ -587,21 +579,21 @@ class RolloutWorkflow(OperatorSteering):
                 )
             except ActivityError as err:
                 self._status.rollback.attempts += ROLLBACK_RETRY.maximum_attempts
-                self._status.rollback.last_error = _cause(err)
+                self._status.rollback.last_error = failure_cause(err)
                 if _non_retryable(err):
                     await self._finish(
                         Phase.FAILED,
                         "ROLLBACK FAILED, traffic may still reach the new version: "
-                        f"{_cause(err)}. Fix the router and put 100% on stable by hand.",
+                        f"{failure_cause(err)}. Fix the router and put 100% on stable by hand.",
                     )
                     raise ApplicationError(
-                        f"rollback of {self._spec.service} could not complete: {_cause(err)}",
+                        f"rollback of {self._spec.service} could not complete: {failure_cause(err)}",
                         type="RollbackFailed",
                         non_retryable=True,
                     ) from err
                 self._status.message = (
                     f"ROLLBACK STUCK after {self._status.rollback.attempts} attempts, still "
-                    f"retrying: {_cause(err)}"
+                    f"retrying: {failure_cause(err)}"
                 )
                 self._publish()
                 continue
@@ -610,15 +602,6 @@ class RolloutWorkflow(OperatorSteering):
             self._record_weights(state)
             break
         await self._finish(phase, f"{reason}; 100% of traffic is back on stable (verified)")
-
-    async def _finish(self, phase: Phase, message: str) -> RolloutStatus:
-        self._status.phase = phase
-        self._status.message = message
-        self._status.finished_at = workflow.now()
-        self._publish()
-        await self._observer.drain()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._status
 
     def _promoted_message(self) -> str:
         how = "promoted by an operator" if self._promote_requested else "all steps passed"
@@ -644,31 +627,8 @@ class RolloutWorkflow(OperatorSteering):
             return Phase.PAUSED
         return Phase.PROGRESSING
 
-    def _publish(self) -> None:
-        """Refresh the phase, the UI's current-details panel and changed search attributes."""
-        self._status.phase = self._current_phase()
-        weight = self._status.weights.canary if self._status.weights else 0
-        wanted: dict[str, str | int] = {
-            sa.PHASE.name: self._status.phase.value,
-            sa.WEIGHT.name: weight,
-        }
-        # Only keep up attributes the starter set: a server without them registered (the
-        # time-skipping test server) would fail the workflow task on an upsert.
-        if wanted != self._published and workflow.info().typed_search_attributes.get(sa.PHASE) is not None:
-            self._published = wanted
-            workflow.upsert_search_attributes(
-                [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]
-            )
-        workflow.set_current_details(current_details(self._status))
-        self._observer.changed(self._status)
-
-
-def _cause(err: BaseException) -> str:
-    """The innermost message of a Temporal failure chain, capped to keep payloads small."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = str(err) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    def _search_weight(self) -> int:
+        return self._status.weights.canary if self._status.weights else 0
 
 
 def _non_retryable(err: ActivityError) -> bool:

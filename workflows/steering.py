@@ -1,9 +1,10 @@
-"""What `Rollout` and `RingRollout` share about operators: recording actions and approving gates.
+"""What `Rollout` and `RingRollout` share: the status they publish, operators and approvals, the end.
 
 Both keep a `RolloutStatus` whose `actions` list is the audit trail (who, why, when, at which
-step), and both wait at approval gates that the `approve` update (refused to anyone not
-listed, leaving no history) or the `approve` signal (for the Web UI; a refusal is recorded)
-passes. The handlers stay on each workflow class; their bodies live here.
+step), publish it to the Web UI, search attributes and webhooks the same way, continue as
+new at the same threshold, and wait at approval gates that the `approve` update (refused to
+anyone not listed, leaving no history) or the `approve` signal (for the Web UI; a refusal is
+recorded) passes. Temporal handlers stay on each workflow class; their bodies live here.
 """
 
 from __future__ import annotations
@@ -13,22 +14,66 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import errors
-    from contracts.calls import OperatorInput
+    from contracts import search_attributes as sa
+    from contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
     from contracts.spec import ApprovalSpec
-    from contracts.status import OperatorAction, OperatorActionKind, RolloutStatus
+    from contracts.status import OperatorAction, OperatorActionKind, Phase, RolloutStatus
+    from workflows.observe import RolloutObserver
+    from workflows.render import current_details
 
 
-class OperatorSteering:
-    """Mixin: the action log and approval state of a workflow that operators steer."""
+class RolloutBase:
+    """Base of both workflow classes: publishing, the action log, approvals, the end."""
 
+    _input: RolloutInput | RingRolloutInput
     _status: RolloutStatus
+    _observer: RolloutObserver
+    _published: dict[str, str | int]
+    """The search attributes last upserted."""
     _gate: ApprovalSpec | None
     """The approval gate waited at now, if any."""
     _approved: bool
 
-    def _publish(self) -> None:
-        """Refresh the phase, the UI and search attributes (each workflow has its own)."""
+    def _current_phase(self) -> Phase:
+        """The phase the status shows now (each workflow derives it from its own state)."""
         raise NotImplementedError
+
+    def _search_weight(self) -> int:
+        """`SluiceWeight`: the new version's percentage (of traffic, or of rings)."""
+        raise NotImplementedError
+
+    def _publish(self) -> None:
+        """Refresh the phase, the UI's current-details panel, changed search attributes, webhooks."""
+        self._status.phase = self._current_phase()
+        weight = self._search_weight()
+        wanted: dict[str, str | int] = {sa.PHASE.name: self._status.phase.value, sa.WEIGHT.name: weight}
+        # Only keep up attributes the starter set: a server without them registered (the
+        # time-skipping test server) would fail the workflow task on an upsert.
+        if wanted != self._published and workflow.info().typed_search_attributes.get(sa.PHASE) is not None:
+            self._published = wanted
+            workflow.upsert_search_attributes(
+                [sa.PHASE.value_set(self._status.phase.value), sa.WEIGHT.value_set(weight)]
+            )
+        workflow.set_current_details(current_details(self._status))
+        self._observer.changed(self._status)
+
+    async def _finish(self, phase: Phase, message: str) -> RolloutStatus:
+        """End in `phase`: publish it, give webhooks their time, let handlers finish."""
+        self._status.phase = phase
+        self._status.message = message
+        self._status.finished_at = workflow.now()
+        self._publish()
+        await self._observer.drain()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    def _history_full(self) -> bool:
+        """Time to continue as new: Temporal suggests it, or the input's test threshold is met."""
+        info = workflow.info()
+        limit = self._input.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
 
     def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
         self._status.actions.append(
@@ -76,3 +121,11 @@ def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: Operat
             type=errors.NOT_AN_APPROVER,
             non_retryable=True,
         )
+
+
+def failure_cause(err: BaseException) -> str:
+    """The innermost message of a Temporal failure chain, capped to keep payloads small."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
