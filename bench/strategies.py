@@ -51,13 +51,7 @@ def _spec(stack: LocalStack, version: str, **fields: Any) -> RolloutSpec:
         "service": stack.service,
         "version": version,
         "stable_version": "v1",
-        "router": {
-            "type": "haproxy",
-            "admin_socket": str(stack.haproxy.admin_socket),
-            "backend": stack.haproxy.backend,
-            "stable_server": "stable",
-            "canary_server": "canary",
-        },
+        "router": stack.haproxy.router(),
         **fields,
     }
     return parse_spec(data)

@@ -29,6 +29,16 @@ class HAProxyInstance:
         """The frontend's base URL, e.g. `http://127.0.0.1:8080`."""
         return f"http://127.0.0.1:{self.frontend_port}"
 
+    def router(self) -> dict[str, str]:
+        """The spec's `router:` section that drives this instance (`type: haproxy`)."""
+        return {
+            "type": "haproxy",
+            "admin_socket": str(self.admin_socket),
+            "backend": self.backend,
+            "stable_server": self.stable_server,
+            "canary_server": self.canary_server,
+        }
+
     def command(self, command: str, timeout: float = 5.0) -> str:
         """Send one runtime API command to this instance and return the reply."""
         return runtime_command(self.admin_socket, command, timeout)

@@ -77,13 +77,7 @@ class LocalStack:
             "service": self.service,
             "version": version,
             "stable_version": stable_version,
-            "router": {
-                "type": "haproxy",
-                "admin_socket": str(self.haproxy.admin_socket),
-                "backend": self.haproxy.backend,
-                "stable_server": "stable",
-                "canary_server": "canary",
-            },
+            "router": self.haproxy.router(),
             "steps": steps,
         }
         if analysis:

@@ -41,3 +41,13 @@ def percent(ratio: float) -> str:
 def number(value: float) -> str:
     """A compact number for details: `0.2`, `1500`, `1.235e-05`."""
     return f"{value:.4g}"
+
+
+def bounds(low: float | None, high: float | None) -> str:
+    """`>= 0.1 and <= 0.5`, or just the side that is set: a metric's `bound` text."""
+    parts = []
+    if low is not None:
+        parts.append(f">= {number(low)}")
+    if high is not None:
+        parts.append(f"<= {number(high)}")
+    return " and ".join(parts)

@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import call
 from activities.providers._compare import compare_verdict
-from activities.providers._verdict import number, percent, verdict
+from activities.providers._verdict import bounds, number, percent, verdict
 from activities.sequential import Totals
 from contracts.calls import AnalyzeInput
 from contracts.spec import CloudWatchAlarmGate, CloudWatchMetric, CloudWatchQuery, MetricSpec
@@ -231,9 +231,4 @@ def _judge(
 def _bound(metric: CloudWatchMetric) -> str:
     if metric.compare is not None:
         return f"e < {number(1 / metric.alpha)}"
-    parts = []
-    if metric.min is not None:
-        parts.append(f">= {number(metric.min)}")
-    if metric.max is not None:
-        parts.append(f"<= {number(metric.max)}")
-    return " and ".join(parts)
+    return bounds(metric.min, metric.max)

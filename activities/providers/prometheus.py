@@ -11,7 +11,7 @@ from typing import Any, Literal
 import httpx
 
 from activities.providers._compare import compare_verdict
-from activities.providers._verdict import number, verdict
+from activities.providers._verdict import bounds, number, verdict
 from activities.sequential import Totals
 from contracts.calls import AnalyzeInput
 from contracts.spec import MetricSpec, PrometheusMetric
@@ -317,12 +317,7 @@ def _single_value(data: Any, query: str) -> float:
 
 
 def _bound(metric: PrometheusMetric) -> str:
-    parts = []
-    if metric.min is not None:
-        parts.append(f">= {number(metric.min)}")
-    if metric.max is not None:
-        parts.append(f"<= {number(metric.max)}")
-    return " and ".join(parts)
+    return bounds(metric.min, metric.max)
 
 
 def _latency_totals(canary: dict[float, float], stable: dict[float, float]) -> tuple[list[str], Totals]:

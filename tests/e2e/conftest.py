@@ -54,13 +54,7 @@ class Stack:
             "service": self.service,
             "version": version,
             "stable_version": "v1",
-            "router": {
-                "type": "haproxy",
-                "admin_socket": str(self.haproxy.admin_socket),
-                "backend": self.haproxy.backend,
-                "stable_server": "stable",
-                "canary_server": "canary",
-            },
+            "router": self.haproxy.router(),
             "steps": steps,
         }
         if analysis:

@@ -25,13 +25,7 @@ ERRORS = {"name": "new-5xx", "provider": "haproxy", "max": 0.05, "min_requests":
 
 
 def router_of(stack: Stack) -> dict[str, Any]:
-    return {
-        "type": "haproxy",
-        "admin_socket": str(stack.haproxy.admin_socket),
-        "backend": stack.haproxy.backend,
-        "stable_server": "stable",
-        "canary_server": "canary",
-    }
+    return stack.haproxy.router()
 
 
 def write(stack: Stack, data: dict[str, Any]) -> Path:

@@ -120,14 +120,7 @@ def haproxy_operator(tmp_path_factory: pytest.TempPathFactory, demo: DemoPair) -
 
 def router_spec(instance: HAProxyInstance, **overrides: object) -> HAProxyRouter:
     """The spec's router section for `instance`, with fields overridden as given."""
-    fields: dict[str, object] = {
-        "type": "haproxy",
-        "admin_socket": str(instance.admin_socket),
-        "backend": instance.backend,
-        "stable_server": instance.stable_server,
-        "canary_server": instance.canary_server,
-        "timeout": "2s",
-    }
+    fields: dict[str, object] = {**instance.router(), "timeout": "2s"}
     fields.update(overrides)
     return HAProxyRouter.model_validate(fields)
 
