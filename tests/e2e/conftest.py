@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,15 +93,17 @@ class Stack:
         )
 
 
-@pytest.fixture
-def stack(dev_server: DevServer, tmp_path: Path) -> Iterator[Stack]:
-    service = f"checkout-{os.getpid() % 10000}-{next(_services)}"
+@contextmanager
+def running_stack(
+    dev_server: DevServer, workdir: Path, service: str, haproxy_service: str | None = None
+) -> Iterator[Stack]:
+    """v1 and v2 demo services behind a new HAProxy (backend `be_<haproxy_service>`), stopped after."""
     stable_port, canary_port = free_port(), free_port()
-    stable = start_demo_service(stable_port, "v1", tmp_path)
-    canary = start_demo_service(canary_port, "v2", tmp_path)
+    stable = start_demo_service(stable_port, "v1", workdir)
+    canary = start_demo_service(canary_port, "v2", workdir)
     haproxy = start_haproxy(
-        tmp_path,
-        service=service,
+        workdir,
+        service=haproxy_service or service,
         frontend_port=free_port(),
         stable_addr=f"127.0.0.1:{stable_port}",
         canary_addr=f"127.0.0.1:{canary_port}",
@@ -112,9 +115,15 @@ def stack(dev_server: DevServer, tmp_path: Path) -> Iterator[Stack]:
             stable_url=f"http://127.0.0.1:{stable_port}",
             canary_url=f"http://127.0.0.1:{canary_port}",
             server=dev_server,
-            workdir=tmp_path,
+            workdir=workdir,
         )
     finally:
         haproxy.stop()
         stable.stop()
         canary.stop()
+
+
+@pytest.fixture
+def stack(dev_server: DevServer, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(dev_server, tmp_path, f"checkout-{os.getpid() % 10000}-{next(_services)}") as s:
+        yield s

@@ -11,12 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from localstack.demo_service import start_demo_service
-from localstack.haproxy import start_haproxy
 from localstack.load import LoadGenerator, send_requests
-from localstack.procs import ManagedProcess, free_port
+from localstack.procs import ManagedProcess
 from localstack.temporal import DevServer
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.test_rollouts import status, wait_status
 
 pytestmark = pytest.mark.integration
@@ -89,29 +87,8 @@ def test_blue_green_switches_at_once_and_back_to_blue_on_a_failing_watch(
 def second_ring(dev_server: DevServer, stack: Stack) -> Iterator[Stack]:
     workdir = stack.workdir / "ring2"
     workdir.mkdir()
-    stable_port, canary_port = free_port(), free_port()
-    stable = start_demo_service(stable_port, "v1", workdir)
-    canary = start_demo_service(canary_port, "v2", workdir)
-    haproxy = start_haproxy(
-        workdir,
-        service=f"{stack.service}-b",
-        frontend_port=free_port(),
-        stable_addr=f"127.0.0.1:{stable_port}",
-        canary_addr=f"127.0.0.1:{canary_port}",
-    )
-    try:
-        yield Stack(
-            service=stack.service,
-            haproxy=haproxy,
-            stable_url=f"http://127.0.0.1:{stable_port}",
-            canary_url=f"http://127.0.0.1:{canary_port}",
-            server=dev_server,
-            workdir=workdir,
-        )
-    finally:
-        haproxy.stop()
-        stable.stop()
-        canary.stop()
+    with running_stack(dev_server, workdir, stack.service, haproxy_service=f"{stack.service}-b") as ring:
+        yield ring
 
 
 def test_two_rings_second_fails_and_both_roll_back(
