@@ -17,7 +17,7 @@ import botocore.exceptions
 from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
-from contracts import errors
+from sluice.contracts import errors
 
 _MAX_MESSAGE = 300  # error messages travel in Temporal payloads: keep them short
 

@@ -15,8 +15,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts import errors
-from contracts.notify import NotifyInput, NotifyTarget, RolloutEvent
+from sluice.contracts import errors
+from sluice.contracts.notify import NotifyInput, NotifyTarget, RolloutEvent
 
 USER_AGENT = "sluice-notify/1"
 _PHASE_WORDS = {

@@ -12,10 +12,10 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.notify import notify
-from activities.providers import provider_for
-from activities.routers import router_for
-from contracts.calls import (
+from sluice.activities.notify import notify
+from sluice.activities.providers import provider_for
+from sluice.activities.routers import router_for
+from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
     PreflightInput,

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from activities.sequential import log_e_value, log_e_value_of_bounds, split_log_lr
+from sluice.activities.sequential import log_e_value, log_e_value_of_bounds, split_log_lr
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]

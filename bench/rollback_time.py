@@ -44,9 +44,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from contracts.status import RolloutStatus
-from localstack.load import LoadGenerator
-from localstack.stack import LocalStack, start_local_stack
+from sluice.contracts.status import RolloutStatus
+from tests.support.load import LoadGenerator
+from tests.support.stack import LocalStack, start_local_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -107,7 +107,7 @@ async def one_run(
     env = {**os.environ, **stack.server.env()}
     started = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "starter.cli", "start", "-f", str(spec)],
+        [sys.executable, "-m", "sluice", "start", "-f", str(spec)],
         env=env,
         capture_output=True,
         text=True,

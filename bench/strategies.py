@@ -34,12 +34,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.rollback_time import _activity_completions
-from contracts.calls import RolloutInput
-from contracts.names import TASK_QUEUE, WORKFLOW_TYPE
-from contracts.spec import RolloutSpec, parse_spec
-from contracts.status import RolloutStatus
-from localstack.load import LoadGenerator
-from localstack.stack import LocalStack, start_local_stack
+from sluice.contracts.calls import RolloutInput
+from sluice.contracts.names import TASK_QUEUE, WORKFLOW_TYPE
+from sluice.contracts.spec import RolloutSpec, parse_spec
+from sluice.contracts.status import RolloutStatus
+from tests.support.load import LoadGenerator
+from tests.support.stack import LocalStack, start_local_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUGGEST_AT = 4096

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from contracts.durations import Duration
-from contracts.spec import MetricSpec, RingRolloutSpec, RolloutSpec, RouterSpec
-from contracts.status import MetricVerdict, RolloutStatus
+from sluice.contracts.durations import Duration
+from sluice.contracts.spec import MetricSpec, RingRolloutSpec, RolloutSpec, RouterSpec
+from sluice.contracts.status import MetricVerdict, RolloutStatus
 
 
 class OperatorInput(BaseModel):

@@ -15,3 +15,8 @@ QUERY_STATUS: Final = "status"
 UPDATE_APPROVE: Final = "approve"
 SIGNAL_APPROVE: Final = "approve"
 """The same approval as a signal, for the Web UI's signal dialog; refusals are recorded, not raised."""
+
+METRIC_ROLLBACK_SECONDS: Final = "sluice_rollback_seconds"
+"""Histogram the workflow records for each rollback (see `sluice.workflows.observe`)."""
+ROLLBACK_BUCKETS: Final = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+"""Buckets of `sluice_rollback_seconds` (the worker passes them to the Prometheus exporter)."""

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.durations import Duration
-from contracts.status import MetricVerdict, Weights
+from sluice.contracts.durations import Duration
+from sluice.contracts.status import MetricVerdict, Weights
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 

@@ -21,8 +21,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from contracts.durations import Duration, format_duration, parse_duration
-from contracts.notify import NotifyTarget
+from sluice.contracts.durations import Duration, format_duration, parse_duration
+from sluice.contracts.notify import NotifyTarget
 
 _SERVICE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")

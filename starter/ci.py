@@ -13,10 +13,10 @@ import sys
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from contracts.durations import format_duration
-from contracts.spec import RolloutSpec
-from contracts.status import RolloutStatus
-from starter.render import clock, render_status, step_label, weights_line, when
+from sluice.cli.render import clock, render_status, step_label, weights_line, when
+from sluice.contracts.durations import format_duration
+from sluice.contracts.spec import RolloutSpec
+from sluice.contracts.status import RolloutStatus
 
 
 def live_terminal(stream: TextIO, json_output: bool) -> bool:

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from starter.codec import KEY_ENV, CodecKeyError, EncryptionCodec, key_from_env
-from starter.exits import CliError, ExitCode
+from sluice.cli.exits import CliError, ExitCode
+from sluice.runtime.codec import KEY_ENV, CodecKeyError, EncryptionCodec, key_from_env
 
 DEFAULT_PORT = 8081
 DEFAULT_UI_ORIGINS = ("http://127.0.0.1:8233", "http://localhost:8233")

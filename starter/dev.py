@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from contracts.search_attributes import REGISTRATION
-from starter.exits import CliError, ExitCode
+from sluice.cli.exits import CliError, ExitCode
+from sluice.contracts.search_attributes import REGISTRATION
 
 
 def temporal_binary() -> str:
@@ -84,7 +84,7 @@ def run_dev_server(
         f"search attributes:   {attrs}\n"
         f"state:               {db_filename or 'in memory (use --db-filename to keep it)'}\n"
         + (f"UI codec endpoint:   {ui_codec_endpoint}\n" if ui_codec_endpoint else "")
-        + "next: `python worker.py`, then `sluice start -f rollout.yaml`"
+        + "next: `sluice worker`, then `sluice start -f rollout.yaml`"
         + ("" if port == 7233 else f" with TEMPORAL_ADDRESS={ip}:{port}")
         + ("" if ui_port == 8233 else f" and SLUICE_UI_URL=http://{ip}:{ui_port}")
         + "\nCtrl-C stops it.",

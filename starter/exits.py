@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from contracts.status import Phase
+from sluice.contracts.status import Phase
 
 
 class ExitCode(IntEnum):

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from contracts.durations import format_duration
-from contracts.spec import (
+from sluice.contracts.durations import format_duration
+from sluice.contracts.spec import (
     CloudWatchAlarmGate,
     CloudWatchMetric,
     HAProxyMetric,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from contracts.durations import format_duration
-from contracts.spec import AnySpec, RingRolloutSpec
-from contracts.status import MetricVerdict, RolloutStatus, Weights
-from starter.plan import Plan, how, pass_rule, versions, where
+from sluice.cli.plan import Plan, how, pass_rule, versions, where
+from sluice.contracts.durations import format_duration
+from sluice.contracts.spec import AnySpec, RingRolloutSpec
+from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 
 
 def step_label(index: int, count: int) -> str:

@@ -34,25 +34,23 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts import search_attributes as sa
-from contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
-from contracts.names import QUERY_STATUS, RING_WORKFLOW_TYPE, TASK_QUEUE, UPDATE_APPROVE, WORKFLOW_TYPE
-from contracts.spec import AnySpec, RingRolloutSpec, workflow_id_for
-from contracts.status import Phase, RolloutStatus
-from starter import telemetry
-from starter.ci import LiveView, watching_line
-from starter.connect import DEFAULT_ADDRESS, connect_client
-from starter.console import Console
-from starter.exits import CliError, ExitCode, exit_code_for
-from starter.plan import build_plan, static_details, static_summary
-from starter.render import Progress, render_status, step_label, when
+from sluice.cli.ci import LiveView, watching_line
+from sluice.cli.console import Console
+from sluice.cli.exits import CliError, ExitCode, exit_code_for
+from sluice.cli.plan import build_plan, static_details, static_summary
+from sluice.cli.render import Progress, render_status, step_label, when
+from sluice.contracts import search_attributes as sa
+from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
+from sluice.contracts.names import QUERY_STATUS, RING_WORKFLOW_TYPE, TASK_QUEUE, UPDATE_APPROVE, WORKFLOW_TYPE
+from sluice.contracts.spec import AnySpec, RingRolloutSpec, workflow_id_for
+from sluice.contracts.status import Phase, RolloutStatus
+from sluice.runtime import telemetry
+from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
 
 DEFAULT_UI_URL = "http://127.0.0.1:8233"
 CONNECT_TIMEOUT = 15.0
 POLL_INTERVAL = 1.0
-NO_WORKER_HINT = (
-    f"is a worker running (`python worker.py`, task queue {TASK_QUEUE!r}) against this namespace?"
-)
+NO_WORKER_HINT = f"is a worker running (`sluice worker`, task queue {TASK_QUEUE!r}) against this namespace?"
 
 RolloutHandle = WorkflowHandle[Any, RolloutStatus]
 

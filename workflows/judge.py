@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from contracts.spec import AnalysisSpec
-from contracts.status import AnalysisCounters, MetricVerdict, Verdict
+from sluice.contracts.spec import AnalysisSpec
+from sluice.contracts.status import AnalysisCounters, MetricVerdict, Verdict
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from temporalio.common import MetricCounter, MetricHistogramFloat, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import headline, notify
-    from contracts import errors
-    from contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
-    from contracts.spec import RingRolloutSpec, RolloutSpec
-    from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+    from sluice.activities.notify import headline, notify
+    from sluice.contracts import errors
+    from sluice.contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
+    from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
+    from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -38,9 +38,6 @@ NOTIFY_DEADLINE = timedelta(minutes=1)
 DRAIN_TIMEOUT = timedelta(seconds=5)
 """How long a finishing rollout (or one continuing as new) waits for notifications in flight.
 Traffic is already settled by then; only the workflow's close waits."""
-
-ROLLBACK_BUCKETS = [0.25, 0.5, 1, 2, 5, 10, 30, 60, 300]
-"""Buckets of `sluice_rollback_seconds` (the worker passes them to the Prometheus exporter)."""
 
 
 class RolloutObserver:

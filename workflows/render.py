@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.status import RolloutStatus, Verdict
+from sluice.contracts.status import RolloutStatus, Verdict
 
 _ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
 

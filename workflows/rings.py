@@ -16,18 +16,18 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.rollout import rollback_traffic
-    from contracts import names
-    from contracts.calls import (
+    from sluice.activities.rollout import rollback_traffic
+    from sluice.contracts import names
+    from sluice.contracts.calls import (
         OperatorInput,
         RingCarriedState,
         RingRolloutInput,
         RollbackInput,
         RolloutInput,
     )
-    from contracts.durations import format_duration
-    from contracts.spec import ApprovalSpec, RingRolloutSpec
-    from contracts.status import (
+    from sluice.contracts.durations import format_duration
+    from sluice.contracts.spec import ApprovalSpec, RingRolloutSpec
+    from sluice.contracts.status import (
         ApprovalWait,
         OperatorActionKind,
         Phase,
@@ -35,9 +35,9 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         Weights,
     )
-    from workflows.observe import RolloutObserver
-    from workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
-    from workflows.steering import RolloutBase, check_approval, failure_cause
+    from sluice.workflows.observe import RolloutObserver
+    from sluice.workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
+    from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
 
 FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
 

@@ -18,9 +18,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.rollout import analyze, preflight, rollback_traffic, set_traffic
-    from contracts import errors, names
-    from contracts.calls import (
+    from sluice.activities.rollout import analyze, preflight, rollback_traffic, set_traffic
+    from sluice.contracts import errors, names
+    from sluice.contracts.calls import (
         AnalyzeInput,
         CarriedState,
         OperatorInput,
@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
         SetTrafficInput,
         TrafficState,
     )
-    from contracts.durations import format_duration
-    from contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
-    from contracts.status import (
+    from sluice.contracts.durations import format_duration
+    from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
+    from sluice.contracts.status import (
         AnalysisCounters,
         ApprovalWait,
         MetricVerdict,
@@ -44,9 +44,9 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         Weights,
     )
-    from workflows.judge import judge, tick_verdict
-    from workflows.observe import RolloutObserver
-    from workflows.steering import RolloutBase, check_approval, failure_cause
+    from sluice.workflows.judge import judge, tick_verdict
+    from sluice.workflows.observe import RolloutObserver
+    from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -13,13 +13,13 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts import errors
-    from contracts import search_attributes as sa
-    from contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
-    from contracts.spec import ApprovalSpec
-    from contracts.status import OperatorAction, OperatorActionKind, Phase, RolloutStatus
-    from workflows.observe import RolloutObserver
-    from workflows.render import current_details
+    from sluice.contracts import errors
+    from sluice.contracts import search_attributes as sa
+    from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
+    from sluice.contracts.spec import ApprovalSpec
+    from sluice.contracts.status import OperatorAction, OperatorActionKind, Phase, RolloutStatus
+    from sluice.workflows.observe import RolloutObserver
+    from sluice.workflows.render import current_details
 
 
 class RolloutBase:

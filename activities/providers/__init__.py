@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from activities.providers.base import MetricProvider
-from activities.providers.cloudwatch import CloudWatchAlarms, CloudWatchStats
-from activities.providers.haproxy import HAProxyErrorRatio
-from activities.providers.http import HttpSmokeCheck
-from activities.providers.prometheus import PrometheusQuery
-from contracts.spec import (
+from sluice.activities.providers.base import MetricProvider
+from sluice.activities.providers.cloudwatch import CloudWatchAlarms, CloudWatchStats
+from sluice.activities.providers.haproxy import HAProxyErrorRatio
+from sluice.activities.providers.http import HttpSmokeCheck
+from sluice.activities.providers.prometheus import PrometheusQuery
+from sluice.contracts.spec import (
     CloudWatchAlarmGate,
     CloudWatchMetric,
     HAProxyMetric,

@@ -7,10 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from activities import sequential
-from activities.providers._verdict import number, percent, verdict
-from contracts.calls import AnalyzeInput
-from contracts.status import Comparison, MetricVerdict, Verdict
+from sluice.activities import sequential
+from sluice.activities.providers._verdict import number, percent, verdict
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.status import Comparison, MetricVerdict, Verdict
 
 Kind = Literal["errors", "latency"]
 

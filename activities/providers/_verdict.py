@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from contracts.status import MetricVerdict, Verdict
+from sluice.contracts.status import MetricVerdict, Verdict
 
 MAX_DETAIL = 300
 """Details travel in Temporal payloads and the UI; a provider's error text is cut to this."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from contracts.calls import AnalyzeInput
-from contracts.spec import MetricSpec
-from contracts.status import MetricVerdict
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import MetricSpec
+from sluice.contracts.status import MetricVerdict
 
 
 class MetricProvider(Protocol):

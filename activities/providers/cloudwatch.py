@@ -7,13 +7,13 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import call
-from activities.providers._compare import compare_verdict
-from activities.providers._verdict import bounds, number, percent, verdict
-from activities.sequential import Totals
-from contracts.calls import AnalyzeInput
-from contracts.spec import CloudWatchAlarmGate, CloudWatchMetric, CloudWatchQuery, MetricSpec
-from contracts.status import MetricVerdict, Verdict
+from sluice.activities.aws import call
+from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.providers._verdict import bounds, number, percent, verdict
+from sluice.activities.sequential import Totals
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import CloudWatchAlarmGate, CloudWatchMetric, CloudWatchQuery, MetricSpec
+from sluice.contracts.status import MetricVerdict, Verdict
 
 _DEFAULT_WINDOW = timedelta(minutes=5)
 """Look-back when the analysis has no start time yet."""

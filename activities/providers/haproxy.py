@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from activities.providers._compare import compare_verdict
-from activities.providers._verdict import number, percent, verdict
-from activities.routers import router_for
-from activities.routers.haproxy import HAProxyTrafficRouter
-from activities.sequential import Totals
-from contracts.calls import AnalyzeInput, ServerCounters
-from contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec
-from contracts.status import MetricVerdict, Verdict
+from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.providers._verdict import number, percent, verdict
+from sluice.activities.routers import router_for
+from sluice.activities.routers.haproxy import HAProxyTrafficRouter
+from sluice.activities.sequential import Totals
+from sluice.contracts.calls import AnalyzeInput, ServerCounters
+from sluice.contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec
+from sluice.contracts.status import MetricVerdict, Verdict
 
 
 class HAProxyErrorRatio:

@@ -7,10 +7,10 @@ from collections import Counter
 
 import httpx
 
-from activities.providers._verdict import number, percent, verdict
-from contracts.calls import AnalyzeInput
-from contracts.spec import HttpMetric, MetricSpec
-from contracts.status import MetricVerdict, Verdict
+from sluice.activities.providers._verdict import number, percent, verdict
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import HttpMetric, MetricSpec
+from sluice.contracts.status import MetricVerdict, Verdict
 
 
 class HttpSmokeCheck:

@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 import httpx
 
-from activities.providers._compare import compare_verdict
-from activities.providers._verdict import bounds, number, verdict
-from activities.sequential import Totals
-from contracts.calls import AnalyzeInput
-from contracts.spec import MetricSpec, PrometheusMetric
-from contracts.status import MetricVerdict, Verdict
+from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.providers._verdict import bounds, number, verdict
+from sluice.activities.sequential import Totals
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import MetricSpec, PrometheusMetric
+from sluice.contracts.status import MetricVerdict, Verdict
 
 RETRIES = 2
 """Extra attempts for a query that timed out, could not connect or got a 5xx."""

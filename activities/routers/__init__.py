@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from activities.routers.alb import ALBTrafficRouter
-from activities.routers.apigateway import ApiGatewayTrafficRouter
-from activities.routers.base import TrafficRouter
-from activities.routers.haproxy import HAProxyTrafficRouter
-from activities.routers.lambda_alias import LambdaAliasTrafficRouter
-from activities.routers.route53 import Route53TrafficRouter
-from contracts.spec import (
+from sluice.activities.routers.alb import ALBTrafficRouter
+from sluice.activities.routers.apigateway import ApiGatewayTrafficRouter
+from sluice.activities.routers.base import TrafficRouter
+from sluice.activities.routers.haproxy import HAProxyTrafficRouter
+from sluice.activities.routers.lambda_alias import LambdaAliasTrafficRouter
+from sluice.activities.routers.route53 import Route53TrafficRouter
+from sluice.contracts.spec import (
     ALBRouter,
     ApiGatewayRouter,
     HAProxyRouter,

@@ -6,10 +6,10 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import call
-from contracts import errors
-from contracts.calls import ServerCounters, TrafficState
-from contracts.spec import ApiGatewayRouter
+from sluice.activities.aws import call
+from sluice.contracts import errors
+from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.spec import ApiGatewayRouter
 
 
 class ApiGatewayTrafficRouter:

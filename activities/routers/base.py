@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import ServerCounters, TrafficState
 
 
 class TrafficRouter(Protocol):

@@ -10,9 +10,9 @@ from typing import NoReturn
 
 from temporalio.exceptions import ApplicationError
 
-from contracts import errors
-from contracts.calls import ServerCounters, TrafficState
-from contracts.spec import HAProxyRouter
+from sluice.contracts import errors
+from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.spec import HAProxyRouter
 
 _WEIGHT_REPLY = re.compile(r"^(\d+) \(initial \d+\)$")
 _MAX_REPLY = 200  # error messages travel in Temporal payloads: keep them short

@@ -8,10 +8,10 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import call
-from contracts import errors
-from contracts.calls import ServerCounters, TrafficState
-from contracts.spec import Route53Router
+from sluice.activities.aws import call
+from sluice.contracts import errors
+from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.spec import Route53Router
 
 _INSYNC_WAIT = 10.0
 """How long to poll `GetChange` for INSYNC; the change is applied in the API either way."""

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from localstack.moto import MotoServer, start_moto_server
 from tests.e2e.conftest import dev_server  # noqa: F401  (the e2e tests here share it)
+from tests.support.moto import MotoServer, start_moto_server
 
 
 @pytest.fixture(scope="session")

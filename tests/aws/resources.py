@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from localstack.moto import REGION
+from tests.support.moto import REGION
 
 
 def aws(service: str) -> Any:

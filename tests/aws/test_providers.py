@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from activities.providers import provider_for
-from contracts.calls import AnalyzeInput
-from contracts.spec import CloudWatchAlarmGate, CloudWatchMetric
-from contracts.status import Verdict
-from localstack.moto import MotoServer
+from sluice.activities.providers import provider_for
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import CloudWatchAlarmGate, CloudWatchMetric
+from sluice.contracts.status import Verdict
 from tests.aws.resources import aws
+from tests.support.moto import MotoServer
 
 pytestmark = pytest.mark.integration
 

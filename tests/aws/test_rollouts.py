@@ -1,4 +1,4 @@
-"""Whole rollouts on AWS routers: dev server, `python worker.py` and the CLI, with AWS in a real moto_server.
+"""Whole rollouts on AWS routers: dev server, `sluice worker` and the CLI, with AWS in a real moto_server.
 
 For each router the weights are read back from the AWS API (not from Sluice's status) at every
 step, and after a promotion, a rollback on a failing CloudWatch metric and an abort.
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from localstack.moto import MotoServer
-from localstack.procs import ManagedProcess, wait_until
-from localstack.temporal import DevServer, start_worker
 from tests.aws.resources import aws, make_alb, make_lambda, make_route53
 from tests.e2e.conftest import ROOT
+from tests.support.moto import MotoServer
+from tests.support.procs import ManagedProcess, wait_until
+from tests.support.temporal import DevServer, start_worker
 
 pytestmark = pytest.mark.integration
 _services = itertools.count(1)
@@ -114,7 +114,7 @@ class Rollout:
 
     def sluice(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "starter.cli", *args],
+            [sys.executable, "-m", "sluice", *args],
             capture_output=True,
             text=True,
             env={**os.environ, **self.server.env()},

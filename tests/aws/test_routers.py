@@ -8,12 +8,12 @@ import pytest
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import client
-from activities.routers import router_for
-from contracts import errors
-from contracts.spec import ALBRouter, ApiGatewayRouter, LambdaAliasRouter, Route53Router
-from localstack.moto import REGION, MotoServer
+from sluice.activities.aws import client
+from sluice.activities.routers import router_for
+from sluice.contracts import errors
+from sluice.contracts.spec import ALBRouter, ApiGatewayRouter, LambdaAliasRouter, Route53Router
 from tests.aws.resources import aws, make_alb, make_lambda, make_route53
+from tests.support.moto import REGION, MotoServer
 
 pytestmark = pytest.mark.integration
 

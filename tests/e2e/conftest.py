@@ -1,4 +1,4 @@
-"""The whole local stack, real processes only: dev server, `python worker.py`, HAProxy, two demos."""
+"""The whole local stack, real processes only: dev server, `sluice worker`, HAProxy, two demos."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from localstack.demo_service import control, start_demo_service
-from localstack.haproxy import HAProxyInstance, start_haproxy
-from localstack.procs import ManagedProcess, free_port
-from localstack.temporal import DevServer, start_dev_server, start_worker
+from tests.support.demo_service import control, start_demo_service
+from tests.support.haproxy import HAProxyInstance, start_haproxy
+from tests.support.procs import ManagedProcess, free_port
+from tests.support.temporal import DevServer, start_dev_server, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 _services = itertools.count(1)
@@ -73,7 +73,7 @@ class Stack:
         """Run the real CLI as a subprocess against this stack's dev server (`env` added)."""
         env = {**os.environ, **self.server.env(), **(env or {})}
         return subprocess.run(
-            [sys.executable, "-m", "starter.cli", *args],
+            [sys.executable, "-m", "sluice", *args],
             capture_output=True,
             text=True,
             env=env,
@@ -83,7 +83,7 @@ class Stack:
 
     def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the Temporal CLI against this stack's dev server."""
-        from starter.dev import temporal_binary
+        from sluice.cli.dev import temporal_binary
 
         return subprocess.run(
             [temporal_binary(), *args, "--address", self.server.address],

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from localstack.demo_service import control
-from localstack.load import LoadGenerator
-from localstack.procs import ManagedProcess, free_port
-from localstack.prometheus import PrometheusInstance, start_prometheus
 from tests.e2e.conftest import Stack
 from tests.e2e.test_rollouts import status
+from tests.support.demo_service import control
+from tests.support.load import LoadGenerator
+from tests.support.procs import ManagedProcess, free_port
+from tests.support.prometheus import PrometheusInstance, start_prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from localstack.procs import wait_until
 from tests.e2e.conftest import ROOT
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def alive(pid: int) -> bool:
 
 def test_sigterm_stops_the_whole_demo_stack() -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "localstack.demo", "--no-keep"],
+        [sys.executable, "-m", "demo.run", "--no-keep"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

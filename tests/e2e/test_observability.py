@@ -25,17 +25,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from contracts.names import QUERY_STATUS
-from contracts.status import RolloutStatus
-from localstack.procs import ManagedProcess, free_port, wait_until
-from localstack.prometheus import start_prometheus
-from localstack.temporal import start_worker
-from starter import cli, telemetry
-from starter.connect import connect_client
-from starter.console import Console
+from sluice.cli import main as cli
+from sluice.cli.console import Console
+from sluice.contracts.names import QUERY_STATUS
+from sluice.contracts.status import RolloutStatus
+from sluice.runtime import telemetry
+from sluice.runtime.connect import connect_client
+from sluice.worker import build_worker
 from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_rollouts import wait_status
-from worker import build_worker
+from tests.support.procs import ManagedProcess, free_port, wait_until
+from tests.support.prometheus import start_prometheus
+from tests.support.temporal import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -389,7 +390,7 @@ def test_wait_draws_a_live_view_on_a_terminal_and_writes_the_github_summary(
     env = {**os.environ, **stack.server.env(), "GITHUB_STEP_SUMMARY": str(summary), "TERM": "xterm"}
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "starter.cli", "start", "-f", str(spec), "--wait"],
+        [sys.executable, "-m", "sluice", "start", "-f", str(spec), "--wait"],
         stdin=subprocess.DEVNULL,
         stdout=secondary,
         stderr=secondary,

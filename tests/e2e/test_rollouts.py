@@ -1,4 +1,4 @@
-"""Whole rollouts on the real stack: dev server, `python worker.py`, HAProxy, demo services, the CLI."""
+"""Whole rollouts on the real stack: dev server, `sluice worker`, HAProxy, demo services, the CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from localstack.load import LoadGenerator, send_requests
-from localstack.procs import ManagedProcess, wait_until
-from localstack.temporal import start_worker
 from tests.e2e.conftest import ROOT, Stack
+from tests.support.load import LoadGenerator, send_requests
+from tests.support.procs import ManagedProcess, wait_until
+from tests.support.temporal import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
     env = {**os.environ, **stack.server.env()}
     with LoadGenerator(stack.haproxy.url, rate=40):
         waiting = subprocess.Popen(
-            [sys.executable, "-m", "starter.cli", "start", "-f", str(spec), "--wait"],
+            [sys.executable, "-m", "sluice", "start", "-f", str(spec), "--wait"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -215,9 +215,9 @@ async def test_continue_as_new_keeps_memo_and_search_attributes_so_a_rerun_attac
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from contracts import search_attributes as sa
-    from contracts.calls import RolloutInput
-    from contracts.spec import load_spec
+    from sluice.contracts import search_attributes as sa
+    from sluice.contracts.calls import RolloutInput
+    from sluice.contracts.spec import load_spec
 
     path = stack.spec(
         [{"set_weight": 10}, {"pause": {}}],

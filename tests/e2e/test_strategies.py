@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from localstack.load import LoadGenerator, send_requests
-from localstack.procs import ManagedProcess
-from localstack.temporal import DevServer
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.test_rollouts import status, wait_status
+from tests.support.load import LoadGenerator, send_requests
+from tests.support.procs import ManagedProcess
+from tests.support.temporal import DevServer
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from contracts.spec import load_spec
-from localstack.procs import ManagedProcess, wait_until
-from starter.plan import static_summary
+from sluice.cli.plan import static_summary
+from sluice.contracts.spec import load_spec
 from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_rollouts import start, wait_status
+from tests.support.procs import ManagedProcess, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from contracts.spec import load_spec
-from localstack.procs import ManagedProcess, free_port, wait_until
-from localstack.temporal import DevServer, start_codec_server, start_dev_server, start_worker
-from starter.plan import static_summary
+from sluice.cli.plan import static_summary
+from sluice.contracts.spec import load_spec
 from tests.e2e.conftest import Stack
 from tests.e2e.test_observability import history_text
 from tests.e2e.test_web_ui import CHROMIUM, page_texts_and_screenshot
+from tests.support.procs import ManagedProcess, free_port, wait_until
+from tests.support.temporal import DevServer, start_codec_server, start_dev_server, start_worker
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from contracts.spec import HAProxyRouter
-from localstack.demo_service import control, start_demo_service
-from localstack.haproxy import HAPROXY_BIN, HAProxyInstance, start_haproxy
-from localstack.procs import ManagedProcess, free_port
-from localstack.prometheus import PROMETHEUS_BIN, PrometheusInstance, start_prometheus
+from sluice.contracts.spec import HAProxyRouter
+from tests.support.demo_service import control, start_demo_service
+from tests.support.haproxy import HAPROXY_BIN, HAProxyInstance, start_haproxy
+from tests.support.procs import ManagedProcess, free_port
+from tests.support.prometheus import PROMETHEUS_BIN, PrometheusInstance, start_prometheus
 
 SERVICE = "demo"
 STABLE_VERSION = "v1"

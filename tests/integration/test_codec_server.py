@@ -15,9 +15,9 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 
-from localstack.procs import free_port
-from localstack.temporal import start_codec_server
-from starter.codec import EncryptionCodec
+from sluice.runtime.codec import EncryptionCodec
+from tests.support.procs import free_port
+from tests.support.temporal import start_codec_server
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_bad_requests_get_a_message(codec_url: str) -> None:
 def test_no_usable_key_exits_2_before_listening(key: str | None, message: str) -> None:
     port = free_port()
     done = subprocess.run(
-        [sys.executable, "-m", "starter.cli", "codec-server", "--port", str(port)],
+        [sys.executable, "-m", "sluice", "codec-server", "--port", str(port)],
         capture_output=True,
         text=True,
         env=env_with(key),

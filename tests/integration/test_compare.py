@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from activities.providers import provider_for
-from activities.routers.haproxy import HAProxyTrafficRouter
-from contracts.calls import AnalyzeInput
-from contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec, PrometheusMetric
-from contracts.status import MetricVerdict, Verdict
-from localstack.haproxy import HAProxyInstance
-from localstack.load import send_requests
-from localstack.prometheus import PrometheusInstance
+from sluice.activities.providers import provider_for
+from sluice.activities.routers.haproxy import HAProxyTrafficRouter
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec, PrometheusMetric
+from sluice.contracts.status import MetricVerdict, Verdict
 from tests.integration.conftest import CANARY_VERSION, SERVICE, STABLE_VERSION, DemoPair
 from tests.integration.test_providers import unused_router
+from tests.support.haproxy import HAProxyInstance
+from tests.support.load import send_requests
+from tests.support.prometheus import PrometheusInstance
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.routers import router_for
-from activities.routers.haproxy import HAProxyTrafficRouter
-from contracts import errors
-from contracts.spec import HAProxyRouter
-from localstack.haproxy import HAProxyInstance
-from localstack.load import send_requests
-from localstack.procs import free_port
+from sluice.activities.routers import router_for
+from sluice.activities.routers.haproxy import HAProxyTrafficRouter
+from sluice.contracts import errors
+from sluice.contracts.spec import HAProxyRouter
 from tests.integration.conftest import CANARY_VERSION, STABLE_VERSION, DemoPair, router_spec
+from tests.support.haproxy import HAProxyInstance
+from tests.support.load import send_requests
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -7,28 +7,28 @@ from typing import Any
 
 import pytest
 
-from activities.providers import provider_for
-from activities.routers import router_for
-from contracts.calls import AnalyzeInput, ServerCounters
-from contracts.spec import (
+from sluice.activities.providers import provider_for
+from sluice.activities.routers import router_for
+from sluice.contracts.calls import AnalyzeInput, ServerCounters
+from sluice.contracts.spec import (
     HAProxyMetric,
     HAProxyRouter,
     HttpMetric,
     MetricSpec,
     PrometheusMetric,
 )
-from contracts.status import MetricVerdict, Verdict
-from localstack.demo_service import start_demo_service
-from localstack.haproxy import HAProxyInstance, start_haproxy
-from localstack.load import send_requests
-from localstack.procs import free_port, wait_until
-from localstack.prometheus import PrometheusInstance
+from sluice.contracts.status import MetricVerdict, Verdict
 from tests.integration.conftest import (
     CANARY_VERSION,
     SERVICE,
     STABLE_VERSION,
     DemoPair,
 )
+from tests.support.demo_service import start_demo_service
+from tests.support.haproxy import HAProxyInstance, start_haproxy
+from tests.support.load import send_requests
+from tests.support.procs import free_port, wait_until
+from tests.support.prometheus import PrometheusInstance
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import _from_client_error, client
-from contracts import errors
-from contracts.spec import SpecError, load_spec, parse_spec
-from starter.plan import build_plan, static_details, static_summary
+from sluice.activities.aws import _from_client_error, client
+from sluice.cli.plan import build_plan, static_details, static_summary
+from sluice.contracts import errors
+from sluice.contracts.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {

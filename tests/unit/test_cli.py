@@ -29,12 +29,12 @@ steps:
 
 
 def sluice(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m starter.cli ARGS` with a clean Temporal environment."""
+    """Run `python -m sluice ARGS` with a clean Temporal environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SLUICE_"))}
     # A config file in the user's home must not redirect the tests to a real cluster.
     base["TEMPORAL_CONFIG_FILE"] = os.devnull
     return subprocess.run(
-        [sys.executable, "-m", "starter.cli", *args],
+        [sys.executable, "-m", "sluice", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -278,8 +278,8 @@ def test_help_of_every_command(command: str) -> None:
 
 
 def test_dev_command_registers_search_attributes() -> None:
-    from contracts.search_attributes import REGISTRATION
-    from starter.dev import dev_command
+    from sluice.cli.dev import dev_command
+    from sluice.contracts.search_attributes import REGISTRATION
 
     cmd = dev_command("temporal", "127.0.0.1", 7233, 8233, "state.db")
     assert cmd[:3] == ["temporal", "server", "start-dev"]

@@ -3,15 +3,16 @@ ports, environment, and that the worker's command and config match the code."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from contracts.search_attributes import REGISTRATION
-from contracts.spec import HAProxyRouter, load_spec
-from starter.telemetry import METRICS_ADDRESS_ENV
+from sluice.contracts.search_attributes import REGISTRATION
+from sluice.contracts.spec import HAProxyRouter, load_spec
+from sluice.runtime.telemetry import METRICS_ADDRESS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -58,11 +59,16 @@ def test_published_ports() -> None:
 def test_worker_runs_this_repository_s_worker_with_its_settings() -> None:
     worker = SERVICES["worker"]
     assert worker["build"] == "."
-    assert worker["command"] == ["python", "worker.py"]
+    assert worker["command"] == ["sluice", "worker"]
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["python", "worker.py"]' in dockerfile
-    for module in ("contracts", "workflows", "activities", "starter", "worker.py"):
-        assert f"COPY {module}" in dockerfile, module
+    assert 'CMD ["sluice", "worker"]' in dockerfile
+    # Every folder the `sluice` package links to is copied next to it before `pip install .`.
+    for link in sorted((ROOT / "sluice").iterdir()):
+        if link.is_symlink():
+            target = Path(os.readlink(link)).name
+            assert f"COPY {target} ./{target}" in dockerfile, target
+    assert "COPY sluice ./sluice" in dockerfile
+    assert "COPY tests" not in dockerfile  # test machinery never ships
     env = worker["environment"]
     assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
     host, port = env[METRICS_ADDRESS_ENV].rsplit(":", 1)
@@ -93,7 +99,7 @@ def test_the_example_spec_matches_haproxy_and_the_demo_services() -> None:
     assert f"server {router.canary_server} demo-v2:8000 weight 0" in cfg
     for version in ("v1", "v2"):
         command = SERVICES[f"demo-{version}"]["command"]
-        assert command[:3] == ["python", "-m", "localstack.demo_service"]
+        assert command[:2] == ["python", "/opt/sluice-demo/service.py"]
         assert command[command.index("--version") + 1] == version
         assert command[command.index("--port") + 1] == "8000"
 
@@ -105,7 +111,7 @@ def test_notify_example_is_valid() -> None:
 
 
 def test_ci_examples_run_commands_the_cli_accepts() -> None:
-    from starter.cli import build_parser
+    from sluice.cli.main import build_parser
 
     github = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text())
     gitlab = yaml.safe_load((ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text())

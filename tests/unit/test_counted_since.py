@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.providers.prometheus import Labels, counted_since
+from sluice.activities.providers.prometheus import Labels, counted_since
 
 
 def series(**labels: str) -> Labels:

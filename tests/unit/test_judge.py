@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from contracts.spec import AnalysisSpec
-from contracts.status import AnalysisCounters, MetricVerdict, Verdict
-from workflows.judge import judge, tick_verdict
+from sluice.contracts.spec import AnalysisSpec
+from sluice.contracts.status import AnalysisCounters, MetricVerdict, Verdict
+from sluice.workflows.judge import judge, tick_verdict
 
 METRIC = {"name": "m", "provider": "haproxy", "max": 0.01}
 

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from activities.notify import render_body
-from contracts.notify import NotifyTarget, RolloutEvent
-from contracts.status import MetricVerdict, Phase, RollbackState, RolloutStatus, Verdict, Weights
-from starter import ci, codec, telemetry
+from sluice.activities.notify import render_body
+from sluice.cli import ci
+from sluice.contracts.notify import NotifyTarget, RolloutEvent
+from sluice.contracts.status import MetricVerdict, Phase, RollbackState, RolloutStatus, Verdict, Weights
+from sluice.runtime import codec, telemetry
 
 AT = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 

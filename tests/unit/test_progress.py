@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.status import Phase, RingStatus, RolloutStatus, Weights
-from starter.render import Progress
+from sluice.cli.render import Progress
+from sluice.contracts.status import Phase, RingStatus, RolloutStatus, Weights
 
 
 def status(rings: list[dict[str, Any]], **over: Any) -> RolloutStatus:

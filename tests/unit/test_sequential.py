@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from activities import sequential
-from activities.providers._compare import compare_verdict
-from activities.sequential import Totals, advance, log_e_value, log_e_value_of_bounds, split_log_lr
-from contracts.calls import AnalyzeInput
-from contracts.spec import HAProxyRouter
-from contracts.status import Verdict
+from sluice.activities import sequential
+from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.sequential import Totals, advance, log_e_value, log_e_value_of_bounds, split_log_lr
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import HAProxyRouter
+from sluice.contracts.status import Verdict
 
 ROUTER = HAProxyRouter(
     type="haproxy", admin_socket="/x.sock", backend="be", stable_server="s", canary_server="c"

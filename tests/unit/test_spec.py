@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from contracts.durations import format_duration, parse_duration
-from contracts.spec import RolloutSpec, SpecError, load_spec, parse_spec
+from sluice.contracts.durations import format_duration, parse_duration
+from sluice.contracts.spec import RolloutSpec, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "rollout.yaml").read_text())

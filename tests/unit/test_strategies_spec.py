@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from contracts.spec import RingRolloutSpec, RolloutSpec, SpecError, load_spec, parse_any_spec
-from starter.plan import build_plan, plan_json
-from starter.render import render_plan
+from sluice.cli.plan import build_plan, plan_json
+from sluice.cli.render import render_plan
+from sluice.contracts.spec import RingRolloutSpec, RolloutSpec, SpecError, load_spec, parse_any_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / "examples" / "rollout.yaml").read_text())

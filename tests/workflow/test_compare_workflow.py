@@ -9,11 +9,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
-from activities.providers._compare import compare_verdict
-from activities.sequential import Totals
-from contracts.calls import AnalyzeInput, AnalyzeResult, ServerCounters, TrafficState
-from contracts.spec import parse_spec
-from contracts.status import Phase
+from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.sequential import Totals
+from sluice.contracts.calls import AnalyzeInput, AnalyzeResult, ServerCounters, TrafficState
+from sluice.contracts.spec import parse_spec
+from sluice.contracts.status import Phase
 from tests.workflow.test_rollout_workflow import CANARY, ROUTER, FakeRouter, running
 
 

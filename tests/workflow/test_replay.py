@@ -15,8 +15,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.rings import RingRolloutWorkflow
-from workflows.rollout import RolloutWorkflow
+from sluice.workflows.rings import RingRolloutWorkflow
+from sluice.workflows.rollout import RolloutWorkflow
 
 WORKFLOWS = [RolloutWorkflow, RingRolloutWorkflow]
 

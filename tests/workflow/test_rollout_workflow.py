@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts import errors
-from contracts.calls import (
+from sluice.contracts import errors
+from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
     OperatorInput,
@@ -33,9 +33,9 @@ from contracts.calls import (
     SetTrafficInput,
     TrafficState,
 )
-from contracts.spec import RolloutSpec, parse_spec
-from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
-from workflows.rollout import RolloutWorkflow
+from sluice.contracts.spec import RolloutSpec, parse_spec
+from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+from sluice.workflows.rollout import RolloutWorkflow
 
 ROUTER = {
     "type": "haproxy",

@@ -20,8 +20,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.notify import headline
-from contracts.calls import (
+from sluice.activities.notify import headline
+from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
     OperatorInput,
@@ -31,12 +31,12 @@ from contracts.calls import (
     SetTrafficInput,
     TrafficState,
 )
-from contracts.notify import NotifyInput
-from contracts.spec import RingRolloutSpec, parse_any_spec
-from contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+from sluice.contracts.notify import NotifyInput
+from sluice.contracts.spec import RingRolloutSpec, parse_any_spec
+from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+from sluice.workflows.rings import RingRolloutWorkflow
+from sluice.workflows.rollout import RolloutWorkflow
 from tests.workflow.test_rollout_workflow import CANARY, METRICS, ROUTER, FakeRouter, make_spec, running
-from workflows.rings import RingRolloutWorkflow
-from workflows.rollout import RolloutWorkflow
 
 
 async def until(

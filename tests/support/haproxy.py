@@ -6,7 +6,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.procs import ManagedProcess
+from tests.support.procs import ManagedProcess
 
 HAPROXY_BIN = "haproxy"
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes on Linux, including the NUL

@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from localstack.demo_service import control, start_demo_service
-from localstack.haproxy import HAProxyInstance, start_haproxy
-from localstack.procs import ManagedProcess, free_port
-from localstack.prometheus import PrometheusInstance, start_prometheus
-from localstack.temporal import DevServer, start_dev_server, start_worker
+from tests.support.demo_service import control, start_demo_service
+from tests.support.haproxy import HAProxyInstance, start_haproxy
+from tests.support.procs import ManagedProcess, free_port
+from tests.support.prometheus import PrometheusInstance, start_prometheus
+from tests.support.temporal import DevServer, start_dev_server, start_worker
 
 
 def port_or_free(preferred: int | None) -> int:

@@ -1,6 +1,6 @@
 """A small demo HTTP service with a switchable error rate and latency, exposing Prometheus metrics.
 
-Run `python -m localstack.demo_service --port 8081 --version v1`. Endpoints:
+Run `python -m demo.service --port 8081 --version v1`. Endpoints:
 
 - `GET /`: 200 with the version in the body (or 500 for an `error_rate` fraction of requests)
 - `GET /healthz`: 200 "ok"
@@ -17,15 +17,10 @@ import argparse
 import contextlib
 import json
 import random
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
-
-from localstack.procs import ManagedProcess
+from urllib.parse import parse_qs, urlsplit
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -179,52 +174,6 @@ class DemoServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: DemoState) -> None:
         self.state = state
         super().__init__(address, DemoHandler)
-
-
-def start_demo_service(
-    port: int, version: str, log_dir: Path, host: str = "127.0.0.1", timeout: float = 10.0
-) -> ManagedProcess:
-    """Start `python -m localstack.demo_service` and wait until `/healthz` answers."""
-    proc = ManagedProcess(
-        [
-            sys.executable,
-            "-m",
-            "localstack.demo_service",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--version",
-            version,
-        ],
-        log_dir / f"demo-{version}-{port}.log",
-        name=f"demo service {version}",
-    ).start()
-    url = f"http://{host}:{port}/healthz"
-    try:
-        proc.wait_ready(lambda: _get_status(url) == 200, timeout, f"{url} answering")
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
-
-
-def _get_status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=1) as resp:
-        status: int = resp.status
-        return status
-
-
-def control(
-    base_url: str, error_rate: float | None = None, latency_ms: float | None = None
-) -> dict[str, object]:
-    """POST /control on a running demo service; return its settings after the change."""
-    params = {k: v for k, v in (("error_rate", error_rate), ("latency_ms", latency_ms)) if v is not None}
-    url = f"{base_url.rstrip('/')}/control?{urlencode(params)}"
-    req = urllib.request.Request(url, data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        settings: dict[str, object] = json.loads(resp.read())
-        return settings
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`,
 `TEMPORAL_PROFILE` and the TOML config file all apply, so the same commands work against
 `sluice dev`, a self-hosted cluster or Temporal Cloud. Every client carries the tracing
-interceptor and, when `SLUICE_CODEC_KEY` is set, encrypts payloads (see `starter.codec`).
+interceptor and, when `SLUICE_CODEC_KEY` is set, encrypts payloads (see `sluice.runtime.codec`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
-from starter import telemetry
-from starter.codec import data_converter
+from sluice.runtime import telemetry
+from sluice.runtime.codec import data_converter
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 

@@ -1,6 +1,6 @@
 """The end-to-end demo: a healthy rollout promoted, then a failing one rolled back by itself.
 
-Run with `scripts/demo` (which also installs what is missing) or `python -m localstack.demo`.
+Run with `scripts/demo` (which also installs what is missing) or `python -m demo.run`.
 Starts a Temporal dev server (Web UI on 8233 when free), a Sluice worker, two versions
 of a demo service behind HAProxy, and a load generator at 50 requests/s; then runs two
 real rollouts with the `sluice` CLI, exactly as CI would.
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localstack.load import LoadGenerator
-from localstack.stack import LocalStack, start_local_stack
+from tests.support.load import LoadGenerator
+from tests.support.stack import LocalStack, start_local_stack
 
 STEPS: list[dict[str, Any]] = [
     {"set_weight": 10},
@@ -56,7 +56,7 @@ def say(text: str) -> None:
 def sluice(stack: LocalStack, *args: str) -> int:
     """Run the real CLI, its output streaming to this terminal."""
     env = {**os.environ, **stack.server.env()}
-    return subprocess.run([sys.executable, "-m", "starter.cli", *args], env=env, check=False).returncode
+    return subprocess.run([sys.executable, "-m", "sluice", *args], env=env, check=False).returncode
 
 
 def ui_link(stack: LocalStack) -> str:

@@ -1,7 +1,7 @@
-"""The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, dev,
-codec-server.
+"""The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, approve,
+dev, worker, codec-server.
 
-Exit codes (see `starter.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
+Exit codes (see `sluice.cli.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
 3 aborted by an operator or cancelled, 4 another rollout is running for the service,
 5 Temporal unreachable, the rollout failed, or another internal error.
 """
@@ -19,19 +19,20 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts.calls import OperatorInput
-from contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME
-from contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
-from contracts.status import RolloutStatus
-from starter import ci, rollouts, telemetry
-from starter.codec import KEY_ENV
-from starter.codec_server import DEFAULT_PORT as CODEC_PORT
-from starter.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
-from starter.console import Console
-from starter.dev import run_dev_server
-from starter.exits import CliError, ExitCode
-from starter.plan import build_plan, plan_json
-from starter.render import render_list, render_plan, render_valid
+from sluice.cli import ci, rollouts
+from sluice.cli.codec_server import DEFAULT_PORT as CODEC_PORT
+from sluice.cli.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
+from sluice.cli.console import Console
+from sluice.cli.dev import run_dev_server
+from sluice.cli.exits import CliError, ExitCode
+from sluice.cli.plan import build_plan, plan_json
+from sluice.cli.render import render_list, render_plan, render_valid
+from sluice.contracts.calls import OperatorInput
+from sluice.contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME, TASK_QUEUE
+from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
+from sluice.contracts.status import RolloutStatus
+from sluice.runtime import telemetry
+from sluice.runtime.codec import KEY_ENV
 
 SIGNALS = {
     "pause": (SIGNAL_PAUSE, "freeze progress at the current weight (analysis keeps running)"),
@@ -124,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-filename", "-f", default=None, help="keep state in this SQLite file")
     p.add_argument(
         "--ui-codec-endpoint", default=None, help="codec server the Web UI decodes with (sluice codec-server)"
+    )
+
+    p = add(
+        "worker",
+        "run a Sluice worker: hosts rollouts and their activities until SIGINT/SIGTERM",
+        False,
+    )
+    p.add_argument(
+        "--task-queue", default=TASK_QUEUE, help=f"task queue to poll (default {TASK_QUEUE!r}, the CLI's)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (default $SLUICE_LOG_LEVEL, else INFO)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here, or off (default $SLUICE_METRICS_ADDRESS, else off)",
     )
 
     p = add(
@@ -290,9 +313,21 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cmd_plan(args, console)
     if args.command == "dev":
         return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
+    if args.command == "worker":
+        return _run_worker(args)
     if args.command == "codec-server":
         return run_codec_server(args.ip, args.port, args.ui_origin or list(DEFAULT_UI_ORIGINS))
     return asyncio.run(ASYNC_COMMANDS[args.command](args, console))
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from sluice.worker import run_worker  # imports every workflow and activity: only when needed
+
+    try:
+        asyncio.run(run_worker(args.log_level, args.metrics_address, args.task_queue))
+    except ValueError as err:  # a bad --metrics-address / SLUICE_METRICS_ADDRESS
+        raise CliError(f"{err}.", ExitCode.INVALID) from None
+    return ExitCode.OK
 
 
 def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
@@ -302,7 +337,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
     """
     args = build_parser().parse_args(argv)  # bad arguments: usage on stderr, exit 2
     console = Console(json_output=getattr(args, "output", "text") == "json")
-    used_temporal = args.command in ASYNC_COMMANDS
+    used_temporal = args.command in ASYNC_COMMANDS or args.command == "worker"
     if used_temporal:
         telemetry.configure_tracing("sluice-cli")
     try:
@@ -328,7 +363,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The process entry point (`sluice`, `python -m starter.cli`); returns the exit code.
+    """The process entry point (`sluice`, `python -m sluice`); returns the exit code.
 
     After a command that used the Temporal client it ends the process with `os._exit`:
     the SDK's Rust threads can abort interpreter shutdown ("PyGILState_Release ... must be

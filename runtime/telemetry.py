@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from sluice.contracts.names import METRIC_ROLLBACK_SECONDS, ROLLBACK_BUCKETS
+
 METRICS_ADDRESS_ENV = "SLUICE_METRICS_ADDRESS"
 TRACER_NAME = "sluice"
 MEMO_TRACE = "traceparent"
@@ -106,9 +108,9 @@ def trace_id_of(span: trace.Span) -> str:
 # --- metrics ----------------------------------------------------------------------------------
 
 
-def metrics_address() -> str | None:
-    """`SLUICE_METRICS_ADDRESS` as `host:port`, or None when unset or `off`; bad values raise."""
-    value = (os.environ.get(METRICS_ADDRESS_ENV) or "").strip()
+def metrics_address(value: str | None = None) -> str | None:
+    """`value` (else `$SLUICE_METRICS_ADDRESS`) as `host:port`; None when unset or `off`; bad values raise."""
+    value = (value if value is not None else os.environ.get(METRICS_ADDRESS_ENV) or "").strip()
     if not value or value.lower() == "off":
         return None
     if not re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$", value):
@@ -120,15 +122,13 @@ def worker_runtime(bind_address: str | None) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics on `bind_address`; None keeps the default."""
     if bind_address is None:
         return None
-    from workflows.observe import ROLLBACK_BUCKETS
-
     return Runtime(
         telemetry=TelemetryConfig(
             metrics=PrometheusConfig(
                 bind_address=bind_address,
                 counters_total_suffix=True,
                 durations_as_seconds=True,
-                histogram_bucket_overrides={"sluice_rollback_seconds": ROLLBACK_BUCKETS},
+                histogram_bucket_overrides={METRIC_ROLLBACK_SECONDS: list(ROLLBACK_BUCKETS)},
             )
         )
     )

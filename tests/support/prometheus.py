@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.procs import ManagedProcess
+from tests.support.procs import ManagedProcess
 
 PROMETHEUS_BIN = "prometheus"
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.procs import ManagedProcess, free_port
-from starter.dev import dev_command, temporal_binary
+from sluice.cli.dev import dev_command, temporal_binary
+from tests.support.procs import ManagedProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dev_server_argv(
@@ -93,14 +93,14 @@ def start_dev_server(
 def start_worker(
     server: DevServer, log_path: Path, extra_env: Mapping[str, str] | None = None
 ) -> ManagedProcess:
-    """Start `python worker.py` against `server` (a real, separate worker process).
+    """Start `sluice worker` against `server` (a real, separate worker process).
 
     `extra_env` is added to its environment (e.g. `AWS_ENDPOINT_URL` for a local moto_server).
     """
     env = {**server.env(), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     proc = ManagedProcess(
-        [sys.executable, str(ROOT / "worker.py")], log_path, env=env, cwd=ROOT, name="sluice worker"
+        [sys.executable, "-m", "sluice", "worker"], log_path, env=env, cwd=ROOT, name="sluice worker"
     ).start()
     proc.wait_ready(
         lambda: "polling task queue" in log_path.read_text(errors="replace"), 30, "worker polling"
@@ -116,7 +116,7 @@ def start_codec_server(
     `ui_origins` replace its default Web UI origins when given.
     """
     port = free_port()
-    argv = [sys.executable, "-m", "starter.cli", "codec-server", "--port", str(port)]
+    argv = [sys.executable, "-m", "sluice", "codec-server", "--port", str(port)]
     for origin in ui_origins:
         argv += ["--ui-origin", origin]
     proc = ManagedProcess(

@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port
 
 REGION = "us-east-1"
 
