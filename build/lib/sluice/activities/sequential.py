@@ -1,0 +1,185 @@
+"""Anytime-valid comparison of the new version against stable: a mixture e-process on event splits.
+
+Pure, deterministic and typed: no I/O, no clock, no randomness. Providers call `advance` once
+per analysis tick; `bench/detection.py` calls the same array functions on thousands of
+simulated streams at once.
+
+The test (after Lindon, Sanden & Shirikian, "Rapid Regression Detection in Software
+Deployments through Sequential Testing", KDD 2022, arXiv 2205.14762, section on count data):
+
+- In interval t the stable version served `n_s` requests and the new one `n_c`; `x_s` and
+  `x_c` of them were *events* (5xx answers, or answers slower than a latency bound).
+- Model events as Poisson given the requests, with rates `r_s` and `r_c` per request. Given
+  the interval's total `x = x_s + x_c`, the canary's share of the events is then binomial:
+  `x_c ~ Bin(x, p_t(δ))` with `p_t(δ) = n_c·δ / (n_c·δ + n_s)` and `δ = r_c / r_s`.
+  Conditioning on each interval's request counts removes the load, so the total traffic may
+  vary freely over time and the split may change at every step (the "shared intensity"
+  assumption is only that both versions see the same per-request rate within an interval).
+- H0 (no regression beyond the tolerance): `δ ≤ δ0 = 1 + tolerance`.
+- The likelihood ratio of δ against δ0 over intervals 1..t, with `x = x_s + x_c`, is
+
+      LR_t(δ) = Π_t (δ/δ0)^{x_c} · ((n_c·δ0 + n_s) / (n_c·δ + n_s))^{x}
+
+  For δ > δ0 it is increasing in `x_c`, so under any δ' ≤ δ0 each factor has expectation at
+  most 1 (monotone likelihood ratio), and LR_t(δ) is a non-negative supermartingale.
+- Mixing over alternatives δ = δ0·m with a fixed prior (here: equal weights on a geometric grid
+  `ALTERNATIVES` of m from 1.1 to 50) keeps that property:
+  `E_t = Σ_k w_k LR_t(δ0·m_k)` is an e-process. By Ville's inequality
+  `P_H0(sup_t E_t ≥ 1/α) ≤ α`, so rejecting the first time `E_t ≥ 1/α` keeps the
+  false-rollback probability under α however often, and whenever, the engine looks.
+  (A grid stands in for the paper's conjugate prior because `p_t` changes every interval.)
+- With binomial rather than Poisson events, the conditional split is hypergeometric, which is
+  less spread than the binomial for equal rates, so the test stays valid (conservative).
+
+Latency (after Lindon & Malek, "Anytime-Valid Inference for Multinomial Count Data",
+NeurIPS 2022, arXiv 2011.03567): a histogram gives, per version, multinomial counts over
+buckets. For every bucket bound `le_j`, "slower than `le_j`" is an event as above, and
+H0_j says the new version's share of such requests is at most `1 + tolerance` times
+stable's. The e-value of the latency comparison is the average over bounds of their
+e-processes, `E_t = (1/J) Σ_j E_t^j`, an e-process for the intersection of the H0_j: the
+new version's latency distribution is not stochastically worse than stable's by more than the
+tolerance anywhere. Conditioning each bound on its event total removes the unknown stable
+distribution, as the multinomial mixture does; averaging over bounds is one-sided, so a
+faster canary never rolls back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = npt.ArrayLike
+
+ALTERNATIVES: FloatArray = np.geomspace(1.1, 50.0, 20)
+"""Alternatives as multiples of δ0 = 1 + tolerance; the mixture weighs them equally."""
+
+_LOG_ALTERNATIVES: FloatArray = np.log(ALTERNATIVES)
+
+
+def split_log_lr(
+    canary_events: ArrayLike,
+    stable_events: ArrayLike,
+    canary_requests: ArrayLike,
+    stable_requests: ArrayLike,
+    tolerance: float,
+) -> FloatArray:
+    """Log likelihood ratio of one interval for each alternative: shape `broadcast + (len(ALTERNATIVES),)`.
+
+    An interval where either version served no requests carries no information about the
+    ratio and contributes 0 (so does an interval without events).
+    """
+    x_c = np.asarray(canary_events, dtype=np.float64)[..., None]
+    x_s = np.asarray(stable_events, dtype=np.float64)[..., None]
+    n_c = np.asarray(canary_requests, dtype=np.float64)[..., None]
+    n_s = np.asarray(stable_requests, dtype=np.float64)[..., None]
+    informative = (n_c > 0) & (n_s > 0)
+    n_c = np.where(informative, n_c, 1.0)
+    n_s = np.where(informative, n_s, 1.0)
+    delta0 = 1.0 + tolerance
+    delta = delta0 * ALTERNATIVES
+    llr = x_c * _LOG_ALTERNATIVES - (x_c + x_s) * (np.log(n_c * delta + n_s) - np.log(n_c * delta0 + n_s))
+    out: FloatArray = np.where(informative, llr, 0.0)
+    return out
+
+
+def log_e_value(log_lr: FloatArray) -> FloatArray:
+    """log of the mixture e-value from accumulated log LRs (last axis: alternatives)."""
+    return _log_mean_exp(log_lr)
+
+
+def log_e_value_of_bounds(log_lr: FloatArray) -> FloatArray:
+    """log e-value averaged over bounds (axis -2) of per-bound mixtures (axis -1)."""
+    return _log_mean_exp(_log_mean_exp(log_lr))
+
+
+def _log_mean_exp(a: FloatArray) -> FloatArray:
+    top = np.max(a, axis=-1)
+    out: FloatArray = top + np.log(np.mean(np.exp(a - top[..., None]), axis=-1))
+    return out
+
+
+# --- one comparison, tick by tick (what the providers use) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts since the new version's first weight > 0, per version.
+
+    `*_events[j]` are the events of kind j: one kind (5xx) for errors, one per bucket bound
+    ("slower than le_j") for latency.
+    """
+
+    canary_requests: float
+    stable_requests: float
+    canary_events: tuple[float, ...]
+    stable_events: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The test's state after a tick: totals seen, accumulated log LRs, the e-value, the decision."""
+
+    totals: Totals
+    log_lr: tuple[tuple[float, ...], ...]
+    """Per event kind, per alternative: the sum of `split_log_lr` over the intervals so far."""
+    log_e: float
+    rejected: bool
+    reset: bool = False
+    """True if a counter went backwards this tick (a restart): the new totals were counted as new."""
+
+    @property
+    def e_value(self) -> float:
+        """The e-value, capped at 1e300 for display."""
+        return math.exp(min(self.log_e, 690.0))
+
+
+def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alpha: float) -> Evidence:
+    """Fold the interval between `previous.totals` and `totals` into the test.
+
+    The increments are the differences of the totals. If any total went backwards (a counter
+    reset, a restarted server) the new totals are taken as the interval's increments, which
+    counts what happened since the restart. Events are clipped to the interval's requests.
+    Once the e-value has crossed `1/alpha` the test stays rejected (Ville's inequality holds
+    for the supremum over time, so a later dip does not undo the evidence).
+    """
+    kinds = len(totals.canary_events)
+    if len(totals.stable_events) != kinds or kinds == 0:
+        raise ValueError("canary and stable need the same, non-zero number of event kinds")
+    before = previous.totals if previous is not None else None
+    usable = before is not None and len(before.canary_events) == kinds
+    if before is not None and usable:
+        now = _flat(totals)
+        then = _flat(before)
+        reset = any(n < t for n, t in zip(now, then, strict=True))
+        base = [0.0] * len(now) if reset else then
+    else:
+        now = _flat(totals)
+        base = [0.0] * len(now)
+        reset = False
+    inc = [max(0.0, n - b) for n, b in zip(now, base, strict=True)]
+    n_c, n_s = inc[0], inc[1]
+    x_c = np.minimum(np.asarray(inc[2 : 2 + kinds]), n_c)
+    x_s = np.minimum(np.asarray(inc[2 + kinds :]), n_s)
+
+    step = split_log_lr(x_c, x_s, n_c, n_s, tolerance)
+    if previous is not None and usable and np.shape(previous.log_lr) == step.shape:
+        acc = np.asarray(previous.log_lr, dtype=np.float64) + step
+    else:
+        acc = step
+    log_e = float(log_e_value_of_bounds(acc))
+    rejected = bool((previous is not None and usable and previous.rejected) or log_e >= -math.log(alpha))
+    return Evidence(
+        totals=totals,
+        log_lr=tuple(tuple(float(v) for v in row) for row in acc),
+        log_e=log_e,
+        rejected=rejected,
+        reset=reset,
+    )
+
+
+def _flat(t: Totals) -> list[float]:
+    return [t.canary_requests, t.stable_requests, *t.canary_events, *t.stable_events]

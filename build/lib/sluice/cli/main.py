@@ -1,0 +1,385 @@
+"""The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, approve,
+dev, worker, codec-server.
+
+Exit codes (see `sluice.cli.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
+3 aborted by an operator or cancelled, 4 another rollout is running for the service,
+5 Temporal unreachable, the rollout failed, or another internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from sluice.cli import ci, rollouts
+from sluice.cli.codec_server import DEFAULT_PORT as CODEC_PORT
+from sluice.cli.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
+from sluice.cli.console import Console
+from sluice.cli.dev import run_dev_server
+from sluice.cli.exits import CliError, ExitCode
+from sluice.cli.plan import build_plan, plan_json
+from sluice.cli.render import render_list, render_plan, render_valid
+from sluice.contracts.calls import OperatorInput
+from sluice.contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME, TASK_QUEUE
+from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
+from sluice.contracts.status import RolloutStatus
+from sluice.runtime import telemetry
+from sluice.runtime.codec import KEY_ENV
+
+SIGNALS = {
+    "pause": (SIGNAL_PAUSE, "freeze progress at the current weight (analysis keeps running)"),
+    "resume": (SIGNAL_RESUME, "continue after a pause or a `pause: {}` step"),
+    "promote": (SIGNAL_PROMOTE, "skip the remaining steps and send 100% to the new version"),
+    "abort": (SIGNAL_ABORT, "roll back to 100% stable now"),
+}
+
+
+def default_user() -> str:
+    """Who is acting: $SLUICE_USER, else $USER, else `cli`."""
+    return os.environ.get("SLUICE_USER") or os.environ.get("USER") or "cli"
+
+
+# --- argument parsing -----------------------------------------------------------------------
+
+
+_SERVICE_NAME: TypeAdapter[str] = TypeAdapter(ServiceName)
+
+
+def _service(value: str) -> str:
+    # Same rule as the spec's `service`, checked before anything is sent to Temporal.
+    try:
+        return _SERVICE_NAME.validate_python(value)
+    except ValidationError as err:
+        message = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluice",
+        description="Progressive delivery on Temporal: canary rollouts that roll themselves back.",
+        epilog="Exit codes: 0 ok/promoted, 1 rolled back, 2 invalid input, 3 aborted, "
+        "4 another rollout is running, 5 Temporal unreachable or internal error. "
+        "Connection settings: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_PROFILE, "
+        "TEMPORAL_API_KEY, TEMPORAL_TLS*.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, json_output: bool = True) -> argparse.ArgumentParser:
+        escaped = help_text.replace("%", "%%")  # argparse %-formats help strings
+        p = sub.add_parser(name, help=escaped, description=help_text)
+        if json_output:
+            p.add_argument(
+                "--output",
+                "-o",
+                choices=("text", "json"),
+                default="text",
+                help="text for people (default) or json for scripts",
+            )
+        return p
+
+    for name, text in (
+        ("validate", "check a rollout spec; print every problem with its field path"),
+        ("plan", "show the steps as a timeline with the shortest total duration"),
+    ):
+        add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+
+    p = add("start", "start the rollout a spec describes (or attach to the same one running)")
+    p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+    p.add_argument("--wait", action="store_true", help="follow progress and exit with the outcome")
+    p.add_argument("--by", default=None, help="who starts it (default $SLUICE_USER, $USER or cli)")
+
+    p = add("status", "show a rollout's phase, step, weights, verdicts and operator actions")
+    p.add_argument("service", type=_service)
+
+    p = add("list", "list rollouts, newest first")
+    p.add_argument("--service", type=_service, default=None, help="only this service's rollouts")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
+    for name, (_, text) in SIGNALS.items():
+        p = add(name, f"{text}; send the `{name}` signal to a running rollout")
+        p.add_argument("service", type=_service)
+        p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
+        p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
+
+    p = add(
+        "approve",
+        "pass the approval gate a rollout waits at; refused unless --by is one of the gate's approvers",
+    )
+    p.add_argument("service", type=_service)
+    p.add_argument("--by", required=True, help="who approves (checked against the gate's approvers)")
+    p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's history and status)")
+
+    p = add("dev", "run a local Temporal dev server with Sluice's search attributes", False)
+    p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7233, help="frontend gRPC port (default 7233)")
+    p.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
+    p.add_argument("--db-filename", "-f", default=None, help="keep state in this SQLite file")
+    p.add_argument(
+        "--ui-codec-endpoint", default=None, help="codec server the Web UI decodes with (sluice codec-server)"
+    )
+
+    p = add(
+        "worker",
+        "run a Sluice worker: hosts rollouts and their activities until SIGINT/SIGTERM",
+        False,
+    )
+    p.add_argument(
+        "--task-queue", default=TASK_QUEUE, help=f"task queue to poll (default {TASK_QUEUE!r}, the CLI's)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (default $SLUICE_LOG_LEVEL, else INFO)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here, or off (default $SLUICE_METRICS_ADDRESS, else off)",
+    )
+
+    p = add(
+        "codec-server",
+        f"decrypt and encrypt payloads with {KEY_ENV} for the Temporal Web UI and CLI (HTTP)",
+        False,
+    )
+    p.add_argument(
+        "--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: it decrypts for anyone)"
+    )
+    p.add_argument("--port", type=int, default=CODEC_PORT, help=f"port (default {CODEC_PORT})")
+    p.add_argument(
+        "--ui-origin",
+        action="append",
+        type=ui_origin,
+        default=None,
+        help=f"Web UI origin browsers may call from; repeatable (default {' and '.join(DEFAULT_UI_ORIGINS)})",
+    )
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def read_spec(path: str) -> tuple[AnySpec, str]:
+    """Load and validate a spec; unreadable or invalid is exit 2 listing every issue."""
+    source = "<stdin>" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise CliError(f"cannot read {source}: {reason}.", ExitCode.INVALID) from None
+    return load_spec(text, source=source), source
+
+
+def spec_invalid(err: SpecError, console: Console) -> ExitCode:
+    count = len(err.issues)
+    console.warn(f"{err.source} is invalid ({count} problem{'s' if count != 1 else ''}):")
+    for issue in err.issues:
+        console.warn(f"{issue.path}: {issue.message}" if issue.path else issue.message)
+    if console.json_output:
+        console.data({"valid": False, "issues": [i.model_dump() for i in err.issues]})
+    return ExitCode.INVALID
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
+    spec, source = read_spec(args.file)
+    if console.json_output:
+        console.data(
+            {
+                "valid": True,
+                "service": spec.service,
+                "version": spec.version,
+                "workflow_id": spec.workflow_id,
+                "spec_digest": spec.digest(),
+                "steps": len(spec.effective_steps()),
+                "strategy": spec.strategy,
+                "rings": [r.name for r in spec.rings] if isinstance(spec, RingRolloutSpec) else None,
+            }
+        )
+    else:
+        console.say(*render_valid(source, spec))
+    return ExitCode.OK
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
+    spec, _ = read_spec(args.file)
+    plan = build_plan(spec)
+    if console.json_output:
+        console.data(plan_json(plan))
+    else:
+        console.say(*render_plan(plan))
+    return ExitCode.OK
+
+
+async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
+    spec, _ = read_spec(args.file)  # invalid: exit 2 before Temporal is contacted
+    attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
+    # The trace begins here: the workflow, its activities and later signals join it.
+    with telemetry.cli_span("sluice start", attributes) as span:
+        t = await rollouts.open_temporal()
+        handle = await rollouts.start(t, spec, args.by or default_user(), console)
+    trace_id = telemetry.trace_id_of(span)
+    link = t.ui_link(spec.service)
+    if args.wait:
+        console.say(f"rollout {handle.id}: {link}", f"trace id: {trace_id}")
+        live = ci.LiveView() if ci.live_terminal(sys.stdout, console.json_output) else None
+
+        def step_summary(final: RolloutStatus) -> None:
+            # A ring rollout's steps live in its rings; the summary then lists verdicts only.
+            steps_of = spec if isinstance(spec, RolloutSpec) else None
+            ci.append_step_summary(ci.markdown_summary(final, steps_of, link, trace_id))
+
+        return await rollouts.follow(t, handle, spec.service, console, live, step_summary)
+    if console.json_output:
+        console.data(
+            {
+                "workflow_id": handle.id,
+                "run_id": handle.run_id,
+                "namespace": t.namespace,
+                "ui_url": link,
+                "spec_digest": spec.digest(),
+                "trace_id": trace_id,
+            }
+        )
+    else:
+        console.say(
+            f"rollout {handle.id} is running: {spec.service} → {spec.version}",
+            f"web UI: {link}",
+            f"trace id: {trace_id}",
+            f"follow it: sluice status {spec.service}",
+        )
+    return ExitCode.OK
+
+
+async def cmd_status(args: argparse.Namespace, console: Console) -> ExitCode:
+    t = await rollouts.open_temporal()
+    return await rollouts.show_status(t, args.service, console)
+
+
+async def cmd_list(args: argparse.Namespace, console: Console) -> ExitCode:
+    t = await rollouts.open_temporal()
+    rows = await rollouts.list_rollouts(t, args.service, max(1, args.limit))
+    if console.json_output:
+        console.data(rows)
+    else:
+        console.say(*render_list(rows))
+    return ExitCode.OK
+
+
+async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
+    reason = args.reason.strip()
+    if not reason:
+        raise CliError("--reason must say why; it is recorded with the action.", ExitCode.INVALID)
+    signal_name = SIGNALS[args.command][0]
+    operator = OperatorInput(reason=reason, by=args.by or default_user())
+    t = await rollouts.open_temporal()
+    return await rollouts.signal(t, args.service, signal_name, operator, console)
+
+
+async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
+    reason, by = args.reason.strip(), args.by.strip()
+    if not reason or not by:
+        raise CliError(
+            "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
+        )
+    t = await rollouts.open_temporal()
+    return await rollouts.approve(t, args.service, OperatorInput(reason=reason, by=by), console)
+
+
+ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {
+    "start": cmd_start,
+    "status": cmd_status,
+    "list": cmd_list,
+    "approve": cmd_approve,
+    **dict.fromkeys(SIGNALS, cmd_signal),
+}
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "validate":
+        return cmd_validate(args, console)
+    if args.command == "plan":
+        return cmd_plan(args, console)
+    if args.command == "dev":
+        return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
+    if args.command == "worker":
+        return _run_worker(args)
+    if args.command == "codec-server":
+        return run_codec_server(args.ip, args.port, args.ui_origin or list(DEFAULT_UI_ORIGINS))
+    return asyncio.run(ASYNC_COMMANDS[args.command](args, console))
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from sluice.worker import run_worker  # imports every workflow and activity: only when needed
+
+    try:
+        asyncio.run(run_worker(args.log_level, args.metrics_address, args.task_queue))
+    except ValueError as err:  # a bad --metrics-address / SLUICE_METRICS_ADDRESS
+        raise CliError(f"{err}.", ExitCode.INVALID) from None
+    return ExitCode.OK
+
+
+def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
+    """Run one command; return its exit code and whether it started Temporal's client runtime.
+
+    Errors are one or two sentences on stderr, never a traceback.
+    """
+    args = build_parser().parse_args(argv)  # bad arguments: usage on stderr, exit 2
+    console = Console(json_output=getattr(args, "output", "text") == "json")
+    used_temporal = args.command in ASYNC_COMMANDS or args.command == "worker"
+    if used_temporal:
+        telemetry.configure_tracing("sluice-cli")
+    try:
+        return run(args, console), used_temporal
+    except SpecError as err:
+        return spec_invalid(err, console), used_temporal
+    except CliError as err:
+        console.warn(f"sluice {args.command}: {err.message}")
+        return err.code, used_temporal
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as `cat` would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK, used_temporal
+    except KeyboardInterrupt:
+        console.warn(f"sluice {args.command}: interrupted.")
+        return 130, used_temporal
+    except Exception as err:  # the promise is: never a traceback
+        console.warn(
+            f"sluice {args.command}: internal error ({type(err).__name__}: {err}); "
+            "please report it with the command you ran."
+        )
+        return ExitCode.UNAVAILABLE, used_temporal
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The process entry point (`sluice`, `python -m sluice`); returns the exit code.
+
+    After a command that used the Temporal client it ends the process with `os._exit`:
+    the SDK's Rust threads can abort interpreter shutdown ("PyGILState_Release ... must be
+    current", temporalio/sdk-python#300), turning a clean exit code into 134 or 139.
+    Call `run_cli` instead to stay in-process.
+    """
+    code, used_temporal = run_cli(argv)
+    if used_temporal:
+        with contextlib.suppress(Exception):
+            telemetry.shutdown()  # export buffered spans; os._exit skips atexit
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

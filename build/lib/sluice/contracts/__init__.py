@@ -1,0 +1,1 @@
+"""Data contracts shared by workflows, activities and the CLI: pydantic models, no I/O."""

@@ -1,0 +1,40 @@
+"""Stable error type codes raised by activities as `ApplicationError(type=...)`."""
+
+from __future__ import annotations
+
+from typing import Final
+
+ROUTER_UNREACHABLE: Final = "RouterUnreachable"
+"""The router did not answer (socket missing, refused, timed out). Retryable."""
+
+ROUTER_CONFIG: Final = "RouterConfig"
+"""The router answered but the backend or a server does not exist. Not retryable."""
+
+ROUTER_REJECTED: Final = "RouterRejected"
+"""The router refused a command (e.g. a runtime API error line). Not retryable."""
+
+TRAFFIC_NOT_APPLIED: Final = "TrafficNotApplied"
+"""Weights read back differ from the ones set. Retryable: the next attempt sets them again."""
+
+NOTIFY_CONFIG: Final = "NotifyConfig"
+"""A webhook's `url_env` variable is not set on the worker. Not retryable."""
+
+NOTIFY_FAILED: Final = "NotifyFailed"
+"""A webhook did not answer 2xx (or could not be reached). Retryable; never fails the rollout."""
+
+NOT_WAITING_FOR_APPROVAL: Final = "NotWaitingForApproval"
+"""An approval was sent while no approval gate waits. Rejected by the update's validator."""
+
+NOT_AN_APPROVER: Final = "NotAnApprover"
+"""An approval by someone the gate does not list. Rejected by the update's validator."""
+
+ALL: Final = (
+    ROUTER_UNREACHABLE,
+    ROUTER_CONFIG,
+    ROUTER_REJECTED,
+    TRAFFIC_NOT_APPLIED,
+    NOTIFY_CONFIG,
+    NOTIFY_FAILED,
+    NOT_WAITING_FOR_APPROVAL,
+    NOT_AN_APPROVER,
+)

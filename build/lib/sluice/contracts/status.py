@@ -1,0 +1,167 @@
+"""What a rollout reports about itself: phase, weights, verdicts with numbers, operator actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Phase(StrEnum):
+    """Where a rollout is. The last four are final."""
+
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ROLLING_BACK = "rolling_back"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the rollout has ended, whatever the outcome."""
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED)
+
+
+class Verdict(StrEnum):
+    """One metric's judgement at one analysis tick. Too little data is never a pass."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Comparison(BaseModel):
+    """Evidence of a `compare: stable` verdict; also the sequential test's state for the next tick.
+
+    Counts are since the new version's first weight > 0. `events` names each kind of event
+    counted (`5xx`, or `slower than 0.25s` for each histogram bound); `log_lr` holds the
+    test's accumulated log likelihood ratios (per event kind, per alternative) so the next
+    tick can continue it (see `activities/sequential.py`).
+    """
+
+    kind: Literal["errors", "latency"]
+    canary_requests: float
+    stable_requests: float
+    events: list[str]
+    canary_events: list[float]
+    stable_events: list[float]
+    e_value: float
+    threshold: float
+    """`1/alpha`: the test rejects when `e_value` reaches it."""
+    tolerance: float
+    rejected: bool
+    log_lr: list[list[float]] = Field(default_factory=list)
+
+
+class MetricVerdict(BaseModel):
+    """A metric's verdict with the numbers behind it and a one-line reason."""
+
+    metric: str
+    verdict: Verdict
+    value: float | None = None
+    bound: str = ""
+    detail: str
+    counts: dict[str, float] = Field(default_factory=dict)
+    at: datetime
+    comparison: Comparison | None = None
+    """Set by `compare: stable` metrics: counts per version, the e-value and the test's state."""
+
+
+class Weights(BaseModel):
+    """Percent of requests on each version, as read back from the router."""
+
+    stable: int
+    canary: int
+
+
+OperatorActionKind = Literal[
+    "pause", "resume", "promote", "abort", "cancel", "approve", "approve_refused", "approval_timeout"
+]
+
+
+class OperatorAction(BaseModel):
+    """A human (or the engine on `on_inconclusive: pause`) steering the rollout: who, why, when."""
+
+    action: OperatorActionKind
+    reason: str
+    by: str
+    at: datetime
+    step_index: int
+
+
+class AnalysisCounters(BaseModel):
+    """Tick counts that decide rollback: failing ticks (total) and inconclusive ones in a row."""
+
+    ticks: int = 0
+    failed_ticks: int = 0
+    consecutive_inconclusive: int = 0
+    started_at: datetime | None = None
+
+
+class RollbackState(BaseModel):
+    """Present once a rollback began; `last_error` says why it is stuck, if it is."""
+
+    reason: str
+    started_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+    verified_at: datetime | None = None
+
+
+class ApprovalWait(BaseModel):
+    """The approval gate the rollout waits at: who may approve, and what happens at the deadline."""
+
+    step: str
+    approvers: list[str] = Field(default_factory=list)
+    """Empty: anyone may approve."""
+    since: datetime
+    deadline: datetime | None = None
+    on_timeout: Literal["rollback", "continue"] = "rollback"
+
+
+class RingStatus(BaseModel):
+    """One ring of a ring rollout, as the parent workflow knows it."""
+
+    name: str
+    workflow_id: str
+    phase: Phase | Literal["pending"] = "pending"
+    message: str = ""
+    weights: Weights | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RolloutStatus(BaseModel):
+    """Everything `sluice status` and the `status` query show; also the workflow's result."""
+
+    service: str
+    version: str
+    stable_version: str | None = None
+    spec_digest: str
+    phase: Phase
+    message: str
+    step_index: int
+    step_count: int
+    step: str
+    weights: Weights | None = None
+    verdicts: list[MetricVerdict] = Field(default_factory=list)
+    analysis: AnalysisCounters = Field(default_factory=AnalysisCounters)
+    actions: list[OperatorAction] = Field(default_factory=list)
+    rollback: RollbackState | None = None
+    traffic_touched: bool = False
+    continued_as_new: int = 0
+    """How many times this rollout continued as new to keep its history short."""
+    strategy: Literal["canary", "blue_green", "rings"] = "canary"
+    approval: ApprovalWait | None = None
+    """Set while an approval gate waits."""
+    rings: list[RingStatus] = Field(default_factory=list)
+    """A ring rollout's rings in order (empty for a single rollout)."""
+    keep_stable_until: datetime | None = None
+    """Blue/green: blue (stable) must stay deployed until then (`scale_down_delay` after the switch)."""
+    started_at: datetime
+    finished_at: datetime | None = None

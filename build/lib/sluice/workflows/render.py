@@ -1,0 +1,60 @@
+"""Markdown for the Temporal UI's current-details panel, kept up to date by the workflow."""
+
+from __future__ import annotations
+
+from sluice.contracts.status import RolloutStatus, Verdict
+
+_ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def current_details(status: RolloutStatus) -> str:
+    """The rollout as it is now: phase, step, weights, last verdicts, last operator action."""
+    versions = f"{status.stable_version or 'stable'} → **{status.version}**"
+    lines = [
+        f"### {status.service}: {versions} · **{status.phase.value}**",
+        "",
+        _cell(status.message),
+        "",
+        f"- step {status.step_index + 1}/{status.step_count}: {status.step}",
+    ]
+    if status.weights is not None:
+        lines.append(f"- weights: stable {status.weights.stable}% · new {status.weights.canary}%")
+    a = status.analysis
+    if a.ticks:
+        lines.append(
+            f"- analysis: {a.ticks} ticks, {a.failed_ticks} failed, "
+            f"{a.consecutive_inconclusive} inconclusive in a row"
+        )
+    if status.approval is not None:
+        g = status.approval
+        who = ", ".join(g.approvers) if g.approvers else "anyone"
+        until = f" until {g.deadline:%Y-%m-%d %H:%M:%S} UTC, then {g.on_timeout}" if g.deadline else ""
+        how = f"`sluice approve {status.service} --by NAME --reason R`"
+        lines.append(f"- **waiting for approval** by {who}{until}: {how}")
+    if status.keep_stable_until is not None:
+        keep = f"{status.keep_stable_until:%Y-%m-%d %H:%M:%S} UTC"
+        lines.append(f"- keep {status.stable_version or 'stable'} deployed until {keep}")
+    if status.rings:
+        lines += ["", "| ring | phase | weights | workflow |", "|---|---|---|---|"]
+        for r in status.rings:
+            w = f"{r.weights.stable}% / {r.weights.canary}%" if r.weights else ""
+            lines.append(f"| {r.name} | {r.phase} | {w} | {r.workflow_id} |")
+    if status.rollback is not None:
+        rb = status.rollback
+        state = "verified" if rb.verified_at else f"in progress, {rb.attempts} attempts"
+        lines.append(f"- rollback: {state}" + (f"; last error: {rb.last_error}" if rb.last_error else ""))
+    if status.verdicts:
+        lines += ["", "| metric | verdict | value | bound | why |", "|---|---|---|---|---|"]
+        for v in status.verdicts:
+            value = "" if v.value is None else f"{v.value:.4g}"
+            lines.append(
+                f"| {v.metric} | {_ICON[v.verdict]} | {value} | {_cell(v.bound)} | {_cell(v.detail)} |"
+            )
+    if status.actions:
+        last = status.actions[-1]
+        lines += ["", f"last action: **{last.action}** by {last.by}: {_cell(last.reason)}"]
+    return "\n".join(lines)

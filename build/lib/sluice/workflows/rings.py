@@ -1,0 +1,385 @@
+"""The ring rollout: one child `Rollout` per ring, in order, with a saga that rolls earlier rings back.
+
+A ring that fails rolls itself back (its own child's compensation); then the parent puts
+100% back on stable in every earlier ring, newest first, unless the spec says
+`earlier_rings_on_failure: stay`. The same happens on `abort`, on a Temporal cancel (also
+while a child runs or a gate waits) and when a child fails for good. Continue-as-new (only
+between rings, at an approval gate) and bugs in this code never trigger it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from sluice.activities.rollout import rollback_traffic
+    from sluice.contracts import names
+    from sluice.contracts.calls import (
+        OperatorInput,
+        RingCarriedState,
+        RingRolloutInput,
+        RollbackInput,
+        RolloutInput,
+    )
+    from sluice.contracts.durations import format_duration
+    from sluice.contracts.spec import ApprovalSpec, RingRolloutSpec
+    from sluice.contracts.status import (
+        ApprovalWait,
+        OperatorActionKind,
+        Phase,
+        RingStatus,
+        RolloutStatus,
+        Weights,
+    )
+    from sluice.workflows.observe import RolloutObserver
+    from sluice.workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
+    from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
+
+FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
+
+
+def ring_workflow_id(parent_id: str, ring: str) -> str:
+    """`rollout-checkout-ring-eu`: the child rollout of one ring."""
+    return f"{parent_id}-ring-{ring}"
+
+
+@workflow.defn(name=names.RING_WORKFLOW_TYPE)
+class RingRolloutWorkflow(RolloutBase):
+    """A release rolled out ring by ring, identified by `rollout-<service>` like a single rollout."""
+
+    _input: RingRolloutInput
+
+    @workflow.init
+    def __init__(self, inp: RingRolloutInput) -> None:
+        self._spec: RingRolloutSpec = inp.spec
+        self._input = inp
+        parent_id = workflow.info().workflow_id
+        rings = inp.spec.rings
+        self._status = RolloutStatus(
+            service=inp.spec.service,
+            version=inp.spec.version,
+            stable_version=inp.spec.stable_version,
+            spec_digest=inp.spec_digest,
+            phase=Phase.PROGRESSING,
+            message=f"ring 1/{len(rings)}: {rings[0].name}",
+            step_index=0,
+            step_count=len(rings),
+            step=f"ring {rings[0].name}",
+            started_at=workflow.now(),
+            strategy="rings",
+            rings=[RingStatus(name=r.name, workflow_id=ring_workflow_id(parent_id, r.name)) for r in rings],
+        )
+        self._next = 0
+        self._gate_pending = False
+        self._gate_left: timedelta | None = None
+        self._promoted: list[int] = []
+        if inp.carried is not None:
+            self._status = inp.carried.status.model_copy(deep=True)
+            self._next = inp.carried.next_ring
+            self._gate_pending = inp.carried.gate_pending
+            self._gate_left = inp.carried.gate_remaining
+            self._promoted = list(inp.carried.promoted_rings)
+        self._child: workflow.ChildWorkflowHandle[RolloutWorkflow, RolloutStatus] | None = None
+        self._stop: tuple[Phase, str] | None = None
+        self._gate: ApprovalSpec | None = None
+        self._approved = False
+        self._published: dict[str, str | int] = {}
+        # Webhooks for the ring rollout as a whole (each ring's rollout sends its own too).
+        self._observer = RolloutObserver(
+            inp.spec, inp.carried.status if inp.carried else None, count_metrics=False
+        )
+
+    # --- entry point ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RingRolloutInput) -> RolloutStatus:
+        """Roll out every ring in order; on a failure, roll back in reverse order (the saga)."""
+        self._publish()
+        try:
+            while self._next < len(self._spec.rings) and self._stop is None:
+                index = self._next
+                if self._gate_pending:
+                    await self._gate_before(index)
+                    if self._stop is not None:
+                        break
+                result = await self._run_ring(index)
+                if result.phase is not Phase.PROMOTED:
+                    return await self._saga(
+                        index, result.phase, f"ring {self._spec.rings[index].name}: {result.message}"
+                    )
+                self._promoted.append(index)
+                self._next = index + 1
+                self._gate_pending = self._spec.rings[index].approval is not None
+                self._gate_left = None
+            if self._stop is None:
+                return await self._finish(
+                    Phase.PROMOTED,
+                    f"all {len(self._spec.rings)} rings promoted; 100% on {self._spec.version}",
+                )
+        except BaseException as err:
+            cancelled = isinstance(err, asyncio.CancelledError)
+            if not (cancelled or workflow.is_failure_exception(err)):
+                raise
+            if cancelled:
+                self._record_action("cancel", "Temporal cancel request", "temporal")
+                await self._saga(self._next, Phase.ABORTED, "the workflow was cancelled")
+                raise
+            await self._saga(self._next, Phase.FAILED, f"ring rollout failed: {failure_cause(err)}")
+            return self._status
+        assert self._stop is not None
+        phase, reason = self._stop
+        return await self._saga(self._next, phase, reason)
+
+    # --- rings ------------------------------------------------------------------------------
+
+    async def _run_ring(self, index: int) -> RolloutStatus:
+        ring = self._spec.rings[index]
+        state = self._status.rings[index]
+        state.phase, state.started_at = Phase.PROGRESSING, workflow.now()
+        self._status.step_index, self._status.step = index, f"ring {ring.name}"
+        self._status.message = f"ring {index + 1}/{len(self._spec.rings)}: rolling out {ring.name}"
+        self._publish()
+        spec = self._spec.ring_spec(index)
+        self._child = await workflow.start_child_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(
+                spec=spec,
+                spec_digest=self._input.spec_digest,
+                started_by=self._input.started_by,
+                continue_as_new_after_events=self._input.continue_as_new_after_events,
+                ring=ring.name,
+            ),
+            id=state.workflow_id,
+            # A cancel reaches the child, which rolls its ring back before the saga continues.
+            cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            static_summary=f"{spec.service} ring {ring.name}: {_versions(spec.stable_version, spec.version)}",
+        )
+        try:
+            result = await self._child
+        except ChildWorkflowError as err:
+            # The child was cancelled (it rolled back first) or failed (e.g. its rollback could not complete).
+            state.phase, state.message, state.finished_at = Phase.FAILED, failure_cause(err), workflow.now()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                state.phase = Phase.ABORTED
+                raise asyncio.CancelledError() from err
+            raise ApplicationError(f"ring {ring.name}: {failure_cause(err)}", type="RingFailed") from err
+        finally:
+            self._child = None
+        state.phase, state.message, state.finished_at = result.phase, result.message, workflow.now()
+        state.weights = result.weights
+        self._publish()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The child finished as the cancel arrived, swallowing it: the saga must still run,
+            # and a ring that just got promoted is one of the rings to roll back.
+            if result.phase is Phase.PROMOTED:
+                self._promoted.append(index)
+                self._next = index + 1
+            raise asyncio.CancelledError()
+        return result
+
+    async def _gate_before(self, index: int) -> None:
+        """The approval gate after ring `index - 1`, before ring `index` starts."""
+        gate = self._spec.rings[index - 1].approval
+        assert gate is not None
+        started = workflow.now()
+        carried = self._status.approval
+        if self._gate_left is not None and carried is not None and carried.deadline is not None:
+            timeout: timedelta | None = max(carried.deadline - started, timedelta(milliseconds=1))
+        else:
+            timeout = self._gate_left if self._gate_left is not None else gate.timeout
+            self._status.approval = ApprovalWait(
+                step=f"{gate.describe()} before ring {self._spec.rings[index].name}",
+                approvers=list(gate.approvers),
+                since=started,
+                deadline=started + timeout if timeout is not None else None,
+                on_timeout=gate.on_timeout,
+            )
+        self._gate, self._approved = gate, False
+        self._status.message = (
+            f"ring {self._spec.rings[index - 1].name} is promoted; waiting for approval to start ring "
+            f"{self._spec.rings[index].name} (`sluice approve {self._spec.service} --by NAME --reason R`)"
+        )
+        self._publish()
+        try:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._approved or self._stop is not None or self._history_full(),
+                    timeout=timeout,
+                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
+                )
+            except TimeoutError:
+                assert gate.timeout is not None
+                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
+                self._record_action("approval_timeout", reason, "sluice")
+                if gate.on_timeout == "rollback":
+                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
+                self._gate_pending = False
+                return
+            if self._approved:
+                self._gate_pending = False
+            elif self._stop is None:
+                left = (
+                    None
+                    if timeout is None
+                    else max(timeout - (workflow.now() - started), timedelta(milliseconds=1))
+                )
+                await self._continue_as_new(left)
+        except workflow.ContinueAsNewError:
+            raise  # the gate is carried into the next run as it is
+        except BaseException:
+            self._gate, self._status.approval = None, None
+            raise
+        self._gate, self._status.approval = None, None
+
+    # --- the saga ---------------------------------------------------------------------------
+
+    async def _saga(self, failed: int, phase: Phase, reason: str) -> RolloutStatus:
+        """Roll back the promoted rings before `failed` in reverse order (unless they stay)."""
+        earlier = [i for i in reversed(self._promoted) if i < failed] if failed >= 0 else []
+        # Ring `failed` itself rolled back in its own child; rings after it never started.
+        if earlier and self._spec.earlier_rings_on_failure == "stay":
+            names_ = ", ".join(self._spec.rings[i].name for i in earlier)
+            return await self._finish(phase, f"{reason}; earlier rings stay on the new version ({names_})")
+        if not earlier:
+            return await self._finish(phase, reason)
+        self._status.phase = Phase.ROLLING_BACK
+        for i in earlier:
+            ring = self._spec.rings[i]
+            state = self._status.rings[i]
+            state.phase, state.message = Phase.ROLLING_BACK, f"rolling back: {reason}"
+            self._status.message = f"rolling back ring {ring.name} to 100% stable: {reason}"
+            self._publish()
+            while True:
+                try:
+                    traffic = await workflow.execute_activity(
+                        rollback_traffic,
+                        RollbackInput(router=ring.router, reason=reason),
+                        start_to_close_timeout=ACTIVITY_TIMEOUT,
+                        retry_policy=ROLLBACK_RETRY,
+                        summary=f"roll back ring {ring.name} to 100% stable",
+                    )
+                except ActivityError as err:
+                    state.message = f"ROLLBACK STUCK, still retrying: {failure_cause(err)}"
+                    self._status.message = (
+                        f"ROLLBACK of ring {ring.name} STUCK, still retrying: {failure_cause(err)}"
+                    )
+                    self._publish()
+                    continue
+                break
+            state.phase, state.finished_at = Phase.ROLLED_BACK, workflow.now()
+            state.weights = Weights(stable=traffic.stable_weight, canary=traffic.canary_weight)
+            state.message = "rolled back by the saga; 100% on stable (verified)"
+            self._publish()
+        names_ = ", ".join(self._spec.rings[i].name for i in earlier)
+        return await self._finish(
+            phase, f"{reason}; earlier rings rolled back in reverse order ({names_}), verified"
+        )
+
+    # --- continue-as-new --------------------------------------------------------------------
+
+    async def _continue_as_new(self, gate_left: timedelta | None) -> None:
+        """Only between rings (no child runs): carry every ring's status and the gate's time left."""
+        await self._observer.drain()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._stop is not None or self._approved:
+            return
+        self._status.continued_as_new += 1
+        workflow.continue_as_new(
+            RingRolloutInput(
+                spec=self._spec,
+                spec_digest=self._input.spec_digest,
+                started_by=self._input.started_by,
+                continue_as_new_after_events=self._input.continue_as_new_after_events,
+                carried=RingCarriedState(
+                    status=self._status,
+                    next_ring=self._next,
+                    gate_pending=True,
+                    gate_remaining=gate_left,
+                    promoted_rings=self._promoted,
+                ),
+            )
+        )
+
+    # --- operator steering ------------------------------------------------------------------
+
+    @workflow.signal(name=names.SIGNAL_PAUSE)
+    async def pause(self, inp: OperatorInput) -> None:
+        """Pause the ring rolling out now (forwarded to its rollout)."""
+        await self._forward(names.SIGNAL_PAUSE, "pause", inp)
+
+    @workflow.signal(name=names.SIGNAL_RESUME)
+    async def resume(self, inp: OperatorInput) -> None:
+        """Resume the ring rolling out now (forwarded to its rollout)."""
+        await self._forward(names.SIGNAL_RESUME, "resume", inp)
+
+    @workflow.signal(name=names.SIGNAL_PROMOTE)
+    async def promote(self, inp: OperatorInput) -> None:
+        """Promote the ring rolling out now (forwarded); later rings still run their steps."""
+        await self._forward(names.SIGNAL_PROMOTE, "promote", inp)
+
+    @workflow.signal(name=names.SIGNAL_ABORT)
+    async def abort(self, inp: OperatorInput) -> None:
+        """Roll back the running ring, then every earlier one (unless they stay)."""
+        if not self._accepts("abort", inp):
+            return
+        reason = f"aborted by {inp.by or 'an operator'}: {inp.reason or 'no reason given'}"
+        if self._child is not None:
+            await self._child.signal(names.SIGNAL_ABORT, inp)
+        else:
+            self._stop = (Phase.ABORTED, reason)
+        self._publish()
+
+    async def _forward(self, signal: str, action: OperatorActionKind, inp: OperatorInput) -> None:
+        if self._child is not None and self._accepts(action, inp):
+            await self._child.signal(signal, inp)
+
+    @workflow.update(name=names.UPDATE_APPROVE)
+    def approve(self, inp: OperatorInput) -> RolloutStatus:
+        """Pass the gate between two rings; the validator rejects anyone not listed."""
+        self._grant(inp)
+        return self._status
+
+    @workflow.signal(name=names.SIGNAL_APPROVE)
+    async def approve_signal(self, inp: OperatorInput) -> None:
+        """The approval as a signal: the gate between rings if one waits, else the running ring's."""
+        if self._gate is None and self._child is not None:
+            await self._child.signal(names.SIGNAL_APPROVE, inp)
+        else:
+            self._approve_by_signal(inp)
+
+    @approve.validator
+    def _check_approval(self, inp: OperatorInput) -> None:
+        check_approval(self._gate, self._status, inp)
+
+    @workflow.query(name=names.QUERY_STATUS)
+    def status(self) -> RolloutStatus:
+        """Overall phase, the ring rolling out, every ring's phase and weights, operator actions."""
+        return self._status
+
+    def _accepts(self, action: OperatorActionKind, inp: OperatorInput) -> bool:
+        if self._status.phase.is_final or self._stop is not None or self._status.phase is Phase.ROLLING_BACK:
+            return False
+        self._record_action(action, inp.reason, inp.by)
+        return True
+
+    def _current_phase(self) -> Phase:
+        status = self._status
+        if status.phase.is_final or status.phase is Phase.ROLLING_BACK:
+            return status.phase
+        return Phase.AWAITING_APPROVAL if status.approval is not None else Phase.PROGRESSING
+
+    def _search_weight(self) -> int:
+        # SluiceWeight of a ring rollout: percent of rings fully on the new version.
+        rings = self._status.rings
+        promoted = sum(1 for r in rings if r.phase is Phase.PROMOTED)
+        return round(100 * promoted / len(rings)) if rings else 0
+
+
+def _versions(stable: str | None, new: str) -> str:
+    return f"{stable or 'stable'} → {new}"
