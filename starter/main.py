@@ -338,7 +338,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
     args = build_parser().parse_args(argv)  # bad arguments: usage on stderr, exit 2
     console = Console(json_output=getattr(args, "output", "text") == "json")
     used_temporal = args.command in ASYNC_COMMANDS or args.command == "worker"
-    if used_temporal:
+    if args.command in ASYNC_COMMANDS:  # the worker names its own traces (sluice-worker)
         telemetry.configure_tracing("sluice-cli")
     try:
         return run(args, console), used_temporal

@@ -116,11 +116,9 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
         try:
             wait_status(stack, lambda s: (s.get("weights") or {}).get("canary") == 20)
             stack.canary_errors(1.0)
-            broke = time.monotonic()
             out, err = waiting.communicate(timeout=60)
         finally:
             waiting.kill()
-        took = time.monotonic() - broke
     assert waiting.returncode == 1, out + err
     assert "rolled_back" in out + err or "rolled back" in out + err
     final = status(stack)
@@ -128,7 +126,8 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
     assert final["weights"] == {"stable": 100, "canary": 0}
     assert final["rollback"]["verified_at"] is not None
     assert "canary-5xx" in final["message"]
-    assert took < 30, f"rollback took {took:.1f}s"
+    # How fast is bench/rollback_time.py's job; here: the analysis, not a timeout, decided it.
+    assert "canary-5xx" in final["rollback"]["reason"]
     counts = send_requests(stack.haproxy.url, 100)
     assert counts.by_version == {"v1": 100}
     assert counts.by_status == {200: 100}
