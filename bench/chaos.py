@@ -9,7 +9,7 @@ Parts (`--part`, repeatable; default all):
   and 500s users got from it after the break.
 - `prometheus-hang`: a healthy canary judged by a Prometheus `compare: stable` metric.
   Prometheus is frozen with SIGSTOP (its port stays open and answers nothing) at a random
-  moment in the last 3 s of a bake, and thawed after 60 s or when the rollout ends. Correct:
+  moment 1.5-3 s before the last bake ends, and thawed after 60 s or when the rollout ends. Correct:
   nothing is promoted while Prometheus is frozen (no fresh pass can exist); it may be promoted
   after the thaw on a fresh pass, or rolled back / paused as inconclusive. Counted: promotions
   while frozen.
@@ -198,7 +198,9 @@ async def prometheus_hang(stack: LocalStack, client: Client, rng: random.Random,
         last_bake = await _wait_for(client, stack.service, lambda s: s.step_index == 3, 90)
         if last_bake is None:
             raise RuntimeError(f"run {run}: the rollout never reached its last bake")
-        await asyncio.sleep(BAKE_S - rng.uniform(0.0, 3.0))
+        # At least one interval (1 s) plus margin before the bake ends: a pass from before the
+        # freeze is then too old to end the bake under the fresh-evidence rule.
+        await asyncio.sleep(BAKE_S - rng.uniform(1.5, 3.0))
         pid = stack.prometheus.process.pid
         os.kill(pid, signal.SIGSTOP)
         frozen_at = time.monotonic()
