@@ -1,0 +1,74 @@
+"""Loading specs: YAML and mappings in, a validated spec or a SpecError listing every problem out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from sluice.contracts.spec import (
+    RolloutSpec,
+    SpecError,
+    load_spec,
+)
+from tests.unit.spec.support import (
+    ROOT,
+    only_issue,
+    rejected,
+)
+
+
+def test_issue_example_validates_as_it_stands() -> None:
+    spec = load_spec((ROOT / "examples" / "rollout.yaml").read_text())
+    assert spec.service == "checkout" and spec.router.backend == "be_checkout"
+    assert [s.describe() for s in spec.steps] == [
+        "shift to 10%",
+        "bake 30s",
+        "shift to 50%",
+        "bake 1m",
+        "wait for resume or promote",
+        "shift to 100%",
+    ]
+    assert spec.analysis is not None and spec.analysis.interval == timedelta(seconds=5)
+    assert [m.provider for m in spec.analysis.metrics] == ["haproxy", "http", "prometheus"]
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = load_spec((ROOT / "examples" / "rollout.yaml").read_text())
+    again = RolloutSpec.model_validate(spec.model_dump(mode="json"))
+    assert again == spec and again.digest() == spec.digest()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (lambda d: d.__setitem__("verison", "v3"), "verison"),
+        (lambda d: d["router"].__setitem__("bakend", "x"), "router.bakend"),
+        (lambda d: d["steps"].__setitem__(0, {"set_wieght": 10}), "steps[0].set_wieght"),
+        (lambda d: d["analysis"].__setitem__("failure_limt", 1), "analysis.failure_limt"),
+        (
+            lambda d: d["analysis"]["metrics"][1].__setitem__("min_sucess_ratio", 1),
+            "analysis.metrics[1].min_sucess_ratio",
+        ),
+    ],
+)
+def test_unknown_fields_are_errors(mutate: Any, where: str) -> None:
+    path, msg = only_issue(rejected(mutate))
+    assert path == where and "unknown field" in msg
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    def many(d: dict[str, Any]) -> None:
+        d["steps"][0] = {"set_weight": 200}
+        d["router"]["type"] = "nginx"
+        d["extra"] = 1
+
+    assert {i.path for i in rejected(many).issues} == {"steps[0].set_weight", "router", "extra"}
+
+
+def test_yaml_errors_and_non_mappings() -> None:
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec("service: [unclosed")
+    with pytest.raises(SpecError, match="YAML mapping"):
+        load_spec("- just a list")
