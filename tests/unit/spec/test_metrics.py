@@ -167,8 +167,8 @@ def test_every_metric_describes_its_pass_rule() -> None:
         "5xx rate not worse than stable's by more than 10% (sequential test, alpha 0.01; "
         "at least 200 requests each)",
         "5xx rate not worse than stable's by more than 10% (sequential test, alpha 0.01; "
-        "at least 20 requests each)",
+        "at least 200 requests each)",
         "latency not worse than stable's by more than 20% (sequential test, alpha 0.01; "
-        "at least 20 requests each)",
+        "at least 200 requests each)",
     ]
     assert [m.describe() for m in alb.analysis.metrics][3].startswith("no alarm in ALARM among ")
