@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,39 @@ def aws_issues(name: str, mutate: Any) -> list[tuple[str, str]]:
     with pytest.raises(SpecError) as err:
         parse_spec(data)
     return [(i.path, i.message) for i in err.value.issues]
+
+
+def _payloads(node: Any) -> Any:
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), str) and "metadata" in node:
+            yield node
+        for value in node.values():
+            yield from _payloads(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _payloads(value)
+
+
+def _specs_in(node: Any) -> Any:
+    if isinstance(node, dict):
+        if {"service", "version", "steps"} <= node.keys() and ("router" in node or "rings" in node):
+            yield node
+        for value in node.values():
+            yield from _specs_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _specs_in(value)
+
+
+def history_specs() -> list[dict[str, Any]]:
+    """Every distinct spec serialised in tests/histories (workflow, child and continue-as-new inputs)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted((ROOT / "tests" / "histories").glob("*.json")):
+        for payload in _payloads(json.loads(path.read_text())):
+            try:
+                data = json.loads(base64.b64decode(payload["data"]))
+            except ValueError:
+                continue
+            for spec in _specs_in(data):
+                found.setdefault(json.dumps(spec, sort_keys=True), spec)
+    return list(found.values())

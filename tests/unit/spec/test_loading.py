@@ -11,9 +11,11 @@ from sluice.contracts.spec import (
     RolloutSpec,
     SpecError,
     load_spec,
+    parse_any_spec,
 )
 from tests.unit.spec.support import (
     ROOT,
+    history_specs,
     only_issue,
     rejected,
 )
@@ -72,3 +74,26 @@ def test_yaml_errors_and_non_mappings() -> None:
         load_spec("service: [unclosed")
     with pytest.raises(SpecError, match="YAML mapping"):
         load_spec("- just a list")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_validates(path: Any) -> None:
+    spec = load_spec(path.read_text(), str(path))
+    assert type(spec).model_validate(spec.model_dump(mode="json")) == spec
+
+
+def _as_recorded(now: Any, recorded: Any) -> Any:
+    """`now` restricted to the keys `recorded` has: fields added since then are left out."""
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        return {k: _as_recorded(now.get(k), v) for k, v in recorded.items()}
+    if isinstance(recorded, list) and isinstance(now, list) and len(now) == len(recorded):
+        return [_as_recorded(n, r) for n, r in zip(now, recorded, strict=True)]
+    return now
+
+
+def test_every_spec_in_the_saved_histories_parses_to_what_was_recorded() -> None:
+    recorded = history_specs()
+    assert len(recorded) >= 30, "tests/histories lost its specs"
+    for data in recorded:
+        spec = parse_any_spec(data)
+        assert _as_recorded(spec.model_dump(mode="json"), data) == data
