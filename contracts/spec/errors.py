@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -66,9 +68,41 @@ def describe_error(err: ErrorDetails) -> str:
         return f"weight {err['input']!r} is outside 0-100; a weight is the percent sent to the new version"
     if kind == "too_short" and err["loc"][-1] in ("steps", "metrics"):
         return f"no {err['loc'][-1]}; list at least one"
+    if kind == "too_long" and err["loc"] and err["loc"][-1] == "steps":
+        ctx = err.get("ctx", {})
+        return (
+            f"more than {ctx.get('max_length')} steps; a rollout needs at most one shift per percent "
+            "with a bake between, and a longer list only grows the workflow's history"
+        )
+    if kind in ("int_type", "float_type", "finite_number"):
+        return _not_a_number(kind, err["input"])
     return msg
+
+
+def _not_a_number(kind: str, given: object) -> str:
+    expected = {"int_type": "a whole number", "float_type": "a number"}.get(kind, "a finite number")
+    if isinstance(given, bool):
+        why = "true and false are not numbers"
+    elif isinstance(given, str):
+        why = "write it without quotes"
+    elif isinstance(given, float) and kind == "int_type":
+        why = "write it without a fraction"
+    else:
+        why = "infinity and NaN are not measurable limits" if kind == "finite_number" else ""
+    shown = json.dumps(given) if isinstance(given, bool | str | int | float) else type(given).__name__
+    return f"expected {expected}, got {shown}" + (f"; {why}" if why else "")
+
+
+def issue_of(err: ErrorDetails) -> SpecIssue:
+    """One pydantic error as a spec issue: its dotted path (with a `located` field) and a hint."""
+    path = dotted_path(err["loc"])
+    if err["type"] == "spec_field":
+        field = str(err.get("ctx", {}).get("field", ""))
+        path = path + field if not path or field.startswith("[") else f"{path}.{field}"
+        path = path.removeprefix(".")
+    return SpecIssue(path=path, message=describe_error(err))
 
 
 def issues_from(error: ValidationError) -> list[SpecIssue]:
     """Turn a pydantic error into spec issues with dotted paths and hints."""
-    return [SpecIssue(path=dotted_path(e["loc"]), message=describe_error(e)) for e in error.errors()]
+    return [issue_of(e) for e in error.errors()]

@@ -9,7 +9,18 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from sluice.contracts.durations import Duration, format_duration
-from sluice.contracts.spec.base import AwsRegion, HttpUrl, MetricName, SpecModel, pattern
+from sluice.contracts.spec.base import (
+    AwsRegion,
+    Count,
+    HttpUrl,
+    MetricName,
+    Number,
+    PlainText,
+    PositiveDuration,
+    SpecModel,
+    located,
+    pattern,
+)
 
 
 class _MetricBase(SpecModel):
@@ -25,8 +36,8 @@ class _ComparableMetric(_MetricBase):
     """
 
     compare: Literal["stable"] | None = None
-    alpha: Annotated[float, Field(gt=0, le=0.2)] = 0.01
-    tolerance: Annotated[float, Field(ge=0, le=10)] = 0.1
+    alpha: Annotated[Number, Field(gt=0, le=0.2)] = 0.01
+    tolerance: Annotated[Number, Field(ge=0, le=10)] = 0.1
 
     def _compare_rule(self, what: str, min_requests: int) -> str:
         return (
@@ -52,8 +63,8 @@ class HAProxyMetric(_ComparableMetric):
 
     provider: Literal["haproxy"]
     measure: Literal["error_ratio"] = "error_ratio"
-    max: Annotated[float, Field(ge=0, le=1)] | None = None
-    min_requests: Annotated[int, Field(ge=1)] = 20
+    max: Annotated[Number, Field(ge=0, le=1)] | None = None
+    min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
 
     @model_validator(mode="after")
     def _bound_or_compare(self) -> HAProxyMetric:
@@ -78,9 +89,9 @@ class HttpMetric(_MetricBase):
 
     provider: Literal["http"]
     url: HttpUrl
-    requests: Annotated[int, Field(ge=1, le=100)] = 5
-    min_success_ratio: Annotated[float, Field(ge=0, le=1)]
-    timeout: Duration = timedelta(seconds=2)
+    requests: Annotated[Count, Field(ge=1, le=100)] = 5
+    min_success_ratio: Annotated[Number, Field(ge=0, le=1)]
+    timeout: PositiveDuration = timedelta(seconds=2)
 
     def describe(self) -> str:
         """What the metric must show to pass, in words."""
@@ -101,14 +112,14 @@ class PrometheusMetric(_ComparableMetric):
 
     provider: Literal["prometheus"]
     address: HttpUrl
-    query: Annotated[str, Field(min_length=1)] | None = None
-    max: float | None = None
-    min: float | None = None
-    timeout: Duration = timedelta(seconds=5)
-    requests: Annotated[str, Field(min_length=1)] | None = None
-    errors: Annotated[str, Field(min_length=1)] | None = None
-    histogram: Annotated[str, Field(min_length=1)] | None = None
-    min_requests: Annotated[int, Field(ge=1)] = 20
+    query: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    max: Number | None = None
+    min: Number | None = None
+    timeout: PositiveDuration = timedelta(seconds=5)
+    requests: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    errors: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    histogram: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
 
     @property
     def compares_latency(self) -> bool:
@@ -156,16 +167,20 @@ class PrometheusMetric(_ComparableMetric):
         return f"query value {_bounds(self.min, self.max)}"
 
 
-_CW_NAMESPACE = re.compile(r"^[^:\s][^:]{0,254}$")
-_CW_STAT = re.compile(r"^(?:SampleCount|Average|Sum|Minimum|Maximum|p\d{1,2}(?:\.\d+)?|[A-Za-z]{2}\(.*\))$")
+Dimension = Annotated[PlainText, Field(min_length=1, max_length=1024)]
+"""A CloudWatch dimension name or value."""
+_CW_NAMESPACE = re.compile(r"[0-9A-Za-z._/#-](?:[0-9A-Za-z._/# -]{0,253}[0-9A-Za-z._/#-])?")
+_CW_STAT = re.compile(
+    r"(?:SampleCount|Average|Sum|Minimum|Maximum|p\d{1,2}(?:\.\d+)?|[A-Za-z]{2}\([^\x00-\x1f\x7f]*\))"
+)
 
 
 class CloudWatchQuery(SpecModel):
     """One CloudWatch metric (namespace, name, dimensions) and the statistic to read from it."""
 
     namespace: Annotated[str, pattern(_CW_NAMESPACE, "a CloudWatch namespace", "AWS/ApplicationELB")]
-    metric_name: Annotated[str, Field(min_length=1, max_length=255)]
-    dimensions: Annotated[dict[str, str], Field(max_length=30)] = Field(default_factory=dict)
+    metric_name: Annotated[PlainText, Field(min_length=1, max_length=255)]
+    dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(default_factory=dict)
     stat: Annotated[str, pattern(_CW_STAT, "a CloudWatch statistic", "Sum")] = "Sum"
 
 
@@ -184,14 +199,16 @@ class CloudWatchMetric(_ComparableMetric):
     errors: CloudWatchQuery | None = None
     requests: CloudWatchQuery | None = None
     value: CloudWatchQuery | None = None
-    max: float | None = None
-    min: float | None = None
-    min_requests: Annotated[int, Field(ge=1)] = 20
+    max: Number | None = None
+    min: Number | None = None
+    min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
     period: Duration = timedelta(seconds=60)
-    window: Duration | None = None
+    window: PositiveDuration | None = None
     """How far back to look; by default since the new version's first weight > 0."""
     region: AwsRegion | None = None
-    stable_dimensions: Annotated[dict[str, str], Field(max_length=30)] = Field(default_factory=dict)
+    stable_dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(
+        default_factory=dict
+    )
     """With `compare: stable`: the dimension values that select the stable version's series."""
 
     @model_validator(mode="after")
@@ -210,6 +227,8 @@ class CloudWatchMetric(_ComparableMetric):
                 raise ValueError("`errors` and `requests` are counts: their stat must be Sum")
             if self.max is None or self.min is not None:
                 raise ValueError("an error ratio needs `max:` (the highest ratio that passes) and no `min:`")
+            if not 0 <= self.max <= 1:
+                raise located("max", f"{self.max:g} is not a ratio; an error ratio is between 0 and 1")
         elif self.value is None:
             raise ValueError("say what to measure: `errors` and `requests` (a ratio) or `value`")
         elif self.max is None and self.min is None:
@@ -277,7 +296,7 @@ class CloudWatchAlarmGate(_MetricBase):
 
     provider: Literal["cloudwatch_alarm"]
     alarms: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=100)
+        list[Annotated[PlainText, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=100)
     ]
     on_insufficient_data: Literal["pass", "inconclusive"] = "pass"
     region: AwsRegion | None = None
@@ -299,10 +318,10 @@ class AnalysisSpec(SpecModel):
     """Metrics checked every `interval` from the first weight > 0 until the last step."""
 
     interval: Duration = timedelta(seconds=5)
-    failure_limit: Annotated[int, Field(ge=0)] = 0
-    inconclusive_limit: Annotated[int, Field(ge=0)] = 6
+    failure_limit: Annotated[Count, Field(ge=0, le=1000)] = 0
+    inconclusive_limit: Annotated[Count, Field(ge=0, le=1000)] = 6
     on_inconclusive: Literal["rollback", "pause"] = "rollback"
-    metrics: Annotated[list[MetricSpec], Field(min_length=1)]
+    metrics: Annotated[list[MetricSpec], Field(min_length=1, max_length=50)]
 
     @field_validator("interval")
     @classmethod

@@ -11,8 +11,15 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from sluice.contracts.durations import Duration, format_duration
 from sluice.contracts.notify import NotifyTarget
-from sluice.contracts.spec.base import MetricName, ServiceName, SpecModel, VersionLabel
-from sluice.contracts.spec.errors import describe_error, dotted_path
+from sluice.contracts.spec.base import (
+    MetricName,
+    PositiveDuration,
+    ServiceName,
+    SpecModel,
+    VersionLabel,
+    located,
+)
+from sluice.contracts.spec.errors import issue_of
 from sluice.contracts.spec.metrics import AnalysisSpec, PrometheusMetric
 from sluice.contracts.spec.routers import RouterSpec
 from sluice.contracts.spec.steps import (
@@ -23,6 +30,9 @@ from sluice.contracts.spec.steps import (
     Step,
     named_preset_steps,
 )
+
+MAX_STEPS = 200
+"""Steps a spec may list: a weight per percent with a bake between fits, and a history stays small."""
 
 
 class PrePromotionSpec(SpecModel):
@@ -58,12 +68,14 @@ class _RolloutShape(SpecModel):
     stable_version: VersionLabel | None = None
     strategy: Literal["canary", "blue_green"] = "canary"
     preset: PresetName | ExponentialPreset | None = None
-    steps: list[Step] = Field(default_factory=list, validate_default=True)
+    steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] = Field(
+        default_factory=list, validate_default=True
+    )
     pre_promotion: PrePromotionSpec | None = None
     post_promotion: Duration | None = None
     scale_down_delay: Duration | None = None
     analysis: AnalysisSpec | None = None
-    notify: list[NotifyTarget] = Field(default_factory=list)
+    notify: Annotated[list[NotifyTarget], Field(max_length=20)] = Field(default_factory=list)
     """Webhooks told of every phase change and every tick with a failing verdict."""
 
     @field_validator("steps")
@@ -88,6 +100,20 @@ class _RolloutShape(SpecModel):
             raise ValueError(
                 "no steps; list at least one, or name a `preset:` (e.g. Canary10Percent5Minutes)"
             )
+        full = next((i for i, s in enumerate(value) if s.set_weight == 100), None)
+        if full is not None and full < len(value) - 1:
+            raise located(
+                f"[{full + 1}]",
+                f"comes after steps[{full}] sent all traffic to the new version, where the rollout is "
+                "promoted and ends; to keep analysing at 100% write `post_promotion: 10m` at the top "
+                "level, and to go back, abort",
+            )
+        if value and not any(s.set_weight for s in value):
+            raise ValueError(
+                "no step sends traffic to the new version (`set_weight` above 0), so all of it would "
+                "move at once after these steps; add `- set_weight: 10` steps, or say so with "
+                "`strategy: blue_green` (pauses and approvals, then 100% at once)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -95,26 +121,35 @@ class _RolloutShape(SpecModel):
         if self.strategy != "blue_green":
             for name in ("pre_promotion", "scale_down_delay"):
                 if getattr(self, name) is not None:
-                    raise ValueError(f"`{name}` applies to strategy: blue_green only")
+                    raise located(name, f"`{name}` applies to strategy: blue_green only")
         elif self.preset is not None:
-            raise ValueError("presets are canary steps; blue_green switches 100% at once (drop `preset:`)")
+            raise located(
+                "preset", "presets are canary steps; blue_green switches 100% at once (drop `preset:`)"
+            )
         if isinstance(self.preset, ExponentialPreset) and self.preset.bake_time and self.post_promotion:
-            raise ValueError("the exponential preset's bake_time is its post_promotion watch; give only one")
+            raise located(
+                "post_promotion",
+                "the exponential preset's bake_time is its post_promotion watch; give only one",
+            )
         if self.post_promotion is not None and self.post_promotion <= timedelta(0):
-            raise ValueError("post_promotion must be longer than 0s; leave it out for no watch")
+            raise located(
+                "post_promotion", "post_promotion must be longer than 0s; leave it out for no watch"
+            )
         if self.scale_down_delay is not None and self.scale_down_delay < (self.watch_time or timedelta(0)):
-            raise ValueError(
+            raise located(
+                "scale_down_delay",
                 "scale_down_delay is shorter than post_promotion: blue must stay deployed for the "
-                "whole watch, or there is nothing to switch back to"
+                "whole watch, or there is nothing to switch back to",
             )
         metrics = self.analysis.metrics if self.analysis is not None else []
         if self.pre_promotion is not None and self.pre_promotion.analysis is not None:
             metrics = [*metrics, *self.pre_promotion.analysis.metrics]
         for metric in metrics:
             if isinstance(metric, PrometheusMetric) and metric.compare and self.stable_version is None:
-                raise ValueError(
+                raise located(
+                    "stable_version",
                     f"metric {metric.name!r} compares with stable through Prometheus, which "
-                    "needs `stable_version:` to fill {{version}} for the stable series"
+                    "needs `stable_version:` to fill {{version}} for the stable series",
                 )
         return self
 
@@ -192,11 +227,12 @@ class RolloutSpec(_RolloutShape):
     def _router_counters(self) -> RolloutSpec:
         # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
         if self.analysis is not None and self.router.type != "haproxy":
-            for metric in self.analysis.metrics:
+            for i, metric in enumerate(self.analysis.metrics):
                 if metric.provider == "haproxy":
-                    raise ValueError(
+                    raise located(
+                        f"analysis.metrics[{i}].provider",
                         f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
-                        f"but the router is {self.router.type}; use provider cloudwatch instead"
+                        f"but the router is {self.router.type}; use provider cloudwatch instead",
                     )
         return self
 
@@ -208,7 +244,7 @@ class RingSpec(SpecModel):
     router: RouterSpec
     analysis: AnalysisSpec | None = None
     """Defaults to the spec's top-level `analysis`."""
-    soak: Duration | None = None
+    soak: PositiveDuration | None = None
     """After this ring reaches 100%: keep analysing it this long before the next ring starts
     (the ring's post-promotion watch; a failure rolls it back and the saga runs)."""
     approval: ApprovalSpec | None = None
@@ -226,12 +262,13 @@ class RingRolloutSpec(_RolloutShape):
         names = [r.name for r in self.rings]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"ring names must be unique; {', '.join(dupes)} appears more than once")
+            raise located("rings", f"ring names must be unique; {', '.join(dupes)} appears more than once")
         last = self.rings[-1]
         if last.approval is not None:
-            raise ValueError(
+            raise located(
+                f"rings[{len(self.rings) - 1}].approval",
                 f"ring {last.name!r} is the last ring; an approval gates the *next* ring, so it has "
-                "nothing to gate (use an `approval` step instead)"
+                "nothing to gate (use an `approval` step instead)",
             )
         for i in range(len(self.rings)):
             self.ring_spec(i)  # each ring must be a valid rollout on its own
@@ -251,11 +288,9 @@ class RingRolloutSpec(_RolloutShape):
         try:
             return RolloutSpec.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = dotted_path(first["loc"])
-            raise ValueError(
-                f"ring {ring.name!r}{': ' + where if where else ''}: {describe_error(first)}"
-            ) from None
+            first = issue_of(err.errors()[0])
+            where = f"{first.path}: " if first.path else ""
+            raise located(f"rings[{index}]", f"ring {ring.name!r}: {where}{first.message}") from None
 
 
 AnySpec = RolloutSpec | RingRolloutSpec

@@ -9,14 +9,21 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, Field, model_validator
 
 from sluice.contracts.durations import Duration
-from sluice.contracts.spec.base import AwsRegion, SafeName, SpecModel, pattern
+from sluice.contracts.spec.base import AwsRegion, PositiveDuration, SafeName, SpecModel, pattern
+
+_SOCKET_PATH = re.compile(r"/[^\s\x00-\x1f\x7f]{0,4095}")
+_HOST_PORT = re.compile(r"[A-Za-z0-9_.-]{1,253}:(\d{1,5})")
 
 
 def _admin_socket(value: str) -> str:
-    if value.startswith("/") or re.match(r"^[A-Za-z0-9_.-]+:\d{1,5}$", value):
+    if _SOCKET_PATH.fullmatch(value):
+        return value
+    host_port = _HOST_PORT.fullmatch(value)
+    if host_port and 1 <= int(host_port.group(1)) <= 65535:
         return value
     raise ValueError(
-        f"{value!r} is neither a unix socket path (starting with '/') nor host:port, "
+        f"{value!r} is neither a unix socket path (starting with '/', without spaces or control "
+        "characters) nor host:port (a port from 1 to 65535), "
         "e.g. '/run/haproxy/admin.sock' or '127.0.0.1:9999'"
     )
 
@@ -29,7 +36,7 @@ class HAProxyRouter(SpecModel):
     backend: SafeName
     stable_server: SafeName
     canary_server: SafeName
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
 
     @model_validator(mode="after")
     def _distinct_servers(self) -> HAProxyRouter:
@@ -50,24 +57,22 @@ class HAProxyRouter(SpecModel):
 
 _ARN_PARTITION_REGION_ACCOUNT = r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
 _LISTENER_ARN = re.compile(
-    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:listener/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+$"
+    rf"{_ARN_PARTITION_REGION_ACCOUNT}:listener/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+"
 )
 _RULE_ARN = re.compile(
-    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:listener-rule/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+$"
+    rf"{_ARN_PARTITION_REGION_ACCOUNT}:listener-rule/app/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+"
 )
-_TARGET_GROUP_ARN = re.compile(
-    rf"^{_ARN_PARTITION_REGION_ACCOUNT}:targetgroup/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+$"
-)
-_LAMBDA_FUNCTION = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}$")
-_LAMBDA_ALIAS = re.compile(r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$")
-_LAMBDA_VERSION = re.compile(r"^[1-9]\d{0,9}$")
-_APIGW_ID = re.compile(r"^[a-z0-9]{1,64}$")
-_APIGW_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_HOSTED_ZONE = re.compile(r"^(?:/hostedzone/)?[A-Z0-9]{1,32}$")
+_TARGET_GROUP_ARN = re.compile(rf"{_ARN_PARTITION_REGION_ACCOUNT}:targetgroup/[A-Za-z0-9-]{{1,32}}/[0-9a-f]+")
+_LAMBDA_FUNCTION = re.compile(r"(?:arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
+_LAMBDA_ALIAS = re.compile(r"(?!\d+\Z)[A-Za-z0-9_-]{1,128}")
+_LAMBDA_VERSION = re.compile(r"[1-9]\d{0,9}")
+_APIGW_ID = re.compile(r"[a-z0-9]{1,64}")
+_APIGW_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_HOSTED_ZONE = re.compile(r"(?:/hostedzone/)?[A-Z0-9]{1,32}")
 _DNS_NAME = re.compile(
-    r"^(?:\*\.)?(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_-]{1,63}\.?$"
+    r"(?:\*\.)?(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_-]{1,63}\.?"
 )
-_SET_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:+=@/ -]{1,128}$")
+_SET_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:+=@/ -]{1,128}")
 
 
 ListenerArn = Annotated[

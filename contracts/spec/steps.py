@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from sluice.contracts.durations import Duration, format_duration, parse_duration
-from sluice.contracts.spec.base import SpecModel
+from sluice.contracts.spec.base import Number, PlainText, SpecModel, located
 
 
 class PauseSpec(SpecModel):
@@ -41,9 +41,9 @@ class ApprovalSpec(SpecModel):
     refused approval leaves no trace in the history; an accepted one is recorded with who and why.
     """
 
-    approvers: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=100)] = (
-        Field(default_factory=list)
-    )
+    approvers: Annotated[
+        list[Annotated[PlainText, Field(min_length=1, max_length=128)]], Field(max_length=100)
+    ] = Field(default_factory=list)
     """Who may approve (as given to `--by`); empty means anyone."""
     timeout: Duration | None = None
     """How long to wait; without it the gate waits until someone approves or aborts."""
@@ -85,8 +85,14 @@ class Step(SpecModel):
             raise ValueError("a step is a mapping with one key, e.g. `- set_weight: 10` or `- pause: 30s`")
         given = {k for k in (*_STEP_KINDS, "watch") if data.get(k) is not None}
         if "pause" in data and data["pause"] is None and not given:
-            data = {**data, "pause": {}}  # `- pause:` with nothing after it waits, like `pause: {}`
-        elif "approval" in data and data["approval"] is None and not given:
+            # Often an empty template variable (`pause: ${BAKE}`): waiting for a human instead of
+            # baking would be a silent change of plan, so say which of the two was meant.
+            raise located(
+                "pause",
+                "empty pause; write a duration to bake (`pause: 5m`) or `pause: {}` to wait for an "
+                "operator's resume or promote",
+            )
+        if "approval" in data and data["approval"] is None and not given:
             data = {**data, "approval": {}}  # `- approval:` alone: anyone may approve, no timeout
         kinds = [k for k in (*_STEP_KINDS, "watch") if data.get(k) is not None]
         if len(kinds) > 1:
@@ -130,7 +136,7 @@ class ExponentialPreset(SpecModel):
     """
 
     type: Literal["exponential"]
-    growth_factor: Annotated[float, Field(gt=0, le=100)]
+    growth_factor: Annotated[Number, Field(gt=0, le=100)]
     deploy_time: Duration
     bake_time: Duration = timedelta(0)
 

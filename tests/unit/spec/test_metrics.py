@@ -85,7 +85,7 @@ def test_compare_example_validates_with_defaults_and_round_trips() -> None:
             "analysis.metrics[2]",
             "only apply with `compare",
         ),
-        (lambda d: d.pop("stable_version"), "", "needs `stable_version:`"),
+        (lambda d: d.pop("stable_version"), "stable_version", "needs `stable_version:`"),
     ],
 )
 def test_compare_fields_are_checked(mutate: Any, where: str, says: str) -> None:

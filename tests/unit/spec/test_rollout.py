@@ -96,7 +96,7 @@ def test_digest_of_a_spec_without_new_fields_is_unchanged() -> None:
 def test_haproxy_counters_need_the_haproxy_router() -> None:
     metric = {"name": "canary-5xx", "provider": "haproxy", "max": 0.01}
     [(path, msg)] = aws_issues("lambda_alias", lambda d: d["analysis"]["metrics"].append(metric))
-    assert path == "" and "provider cloudwatch" in msg
+    assert path == "analysis.metrics[1].provider" and "provider cloudwatch" in msg
 
 
 DIGESTS = {
