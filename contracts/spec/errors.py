@@ -76,7 +76,20 @@ def describe_error(err: ErrorDetails) -> str:
         )
     if kind in ("int_type", "float_type", "finite_number"):
         return _not_a_number(kind, err["input"])
+    if kind in _BOUNDS:
+        word, bound = _BOUNDS[kind]
+        limit = err.get("ctx", {}).get(bound)
+        shown = f"{limit:g}" if isinstance(limit, float) else limit
+        return f"expected {word} {shown}, got {err['input']!r}"
     return msg
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
 
 
 def _not_a_number(kind: str, given: object) -> str:

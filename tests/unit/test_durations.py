@@ -34,3 +34,12 @@ def test_format_duration() -> None:
         "1h",
         "1h2m5.5s",
     ]
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999h", "1" * 21 + "s", "8761h", "PT99999999999H", "1" * 400 + "ms"]
+)
+def test_durations_are_bounded(text: str) -> None:
+    with pytest.raises(ValueError, match=r"365 days|too long"):
+        parse_duration(text)
+    assert parse_duration("8760h") == timedelta(days=365)

@@ -97,3 +97,39 @@ def test_every_spec_in_the_saved_histories_parses_to_what_was_recorded() -> None
     for data in recorded:
         spec = parse_any_spec(data)
         assert _as_recorded(spec.model_dump(mode="json"), data) == data
+
+
+BOMB = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("service: " + "[" * 2000 + "]" * 2000, "nested deeper than 32 levels"),
+        ("".join("  " * i + "a:\n" for i in range(200)), "nested deeper than 32 levels"),
+        (BOMB, "expand it to more than 20000 values"),
+        ("a: &a [*a]\n", "refers to a value that contains it"),
+        (
+            "deep: &d [[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]]]\nb: [[[[[[[[[[[[[[*d]]]]]]]]]]]]]]",
+            "deeper than 32",
+        ),
+        ("service: checkout\x00\n", "not valid YAML"),
+        ("#" * (1 << 20) + "\n", "too large"),
+        ("service: !!python/object/apply:os.system ['true']", "not valid YAML"),
+    ],
+)
+def test_hostile_yaml_is_refused_with_a_message(text: str, says: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    [issue] = err.value.issues
+    assert issue.path == "" and says in issue.message
+
+
+def test_anchors_and_merge_keys_within_bounds_still_work() -> None:
+    text = (ROOT / "examples" / "rings.yaml").read_text()
+    text = text.replace("    router:\n      type: haproxy", "    router: &haproxy\n      type: haproxy", 1)
+    spec = load_spec(text)
+    assert spec == load_spec((ROOT / "examples" / "rings.yaml").read_text())

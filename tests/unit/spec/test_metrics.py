@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -172,3 +173,65 @@ def test_every_metric_describes_its_pass_rule() -> None:
         "at least 200 requests each)",
     ]
     assert [m.describe() for m in alb.analysis.metrics][3].startswith("no alarm in ALARM among ")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "says"),
+    [
+        ("analysis.failure_limit", True, "expected a whole number, got true"),
+        ("analysis.inconclusive_limit", "6", 'got "6"; write it without quotes'),
+        ("analysis.failure_limit", 1.5, "without a fraction"),
+        ("analysis.failure_limit", 10**6, "at most 1000"),
+        ("analysis.metrics[0].min_requests", "10", 'expected a whole number, got "10"'),
+        ("analysis.metrics[0].max", "0.5", 'expected a number, got "0.5"'),
+        ("analysis.metrics[0].max", -0.1, "expected at least 0, got -0.1"),
+        ("analysis.metrics[0].max", float("inf"), "expected a finite number"),
+        ("analysis.metrics[0].max", float("nan"), "expected a finite number"),
+        ("analysis.metrics[1].min_success_ratio", True, "true and false are not numbers"),
+        ("analysis.metrics[1].requests", 5.0, "expected a whole number"),
+        ("analysis.metrics[2].max", float("-inf"), "expected a finite number"),
+        ("analysis.metrics[2].max", "0.5", "write it without quotes"),
+    ],
+)
+def test_numbers_are_strict_and_finite(path: str, value: object, says: str) -> None:
+    *parents, last = [int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", path) if p]
+
+    def mutate(d: Any) -> None:
+        for part in parents:
+            d = d[part]
+        d[last] = value
+
+    found, msg = only_issue(rejected(mutate))
+    assert found == path and says in msg, (found, msg)
+
+
+@pytest.mark.parametrize("timeout", ["0s", "0ms"])
+def test_metric_timeouts_must_be_positive(timeout: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][1].__setitem__("timeout", timeout)))
+    assert path == "analysis.metrics[1].timeout" and "longer than 0s" in msg
+    path, _ = only_issue(rejected(lambda d: d["analysis"]["metrics"][2].__setitem__("timeout", timeout)))
+    assert path == "analysis.metrics[2].timeout"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8080/health z", "http://127.0.0.1:8080/healthz\n", "http://a b/", "http://x/\x00"],
+)
+def test_urls_refuse_spaces_and_control_characters(url: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d["analysis"]["metrics"][1].__setitem__("url", url)))
+    assert path == "analysis.metrics[1].url" and "%20" in msg
+
+
+def test_a_cloudwatch_error_ratio_is_between_0_and_1() -> None:
+    [(path, msg)] = aws_issues("alb", lambda d: d["analysis"]["metrics"][0].__setitem__("max", 5))
+    assert path == "analysis.metrics[0].max" and "between 0 and 1" in msg
+
+
+def test_cloudwatch_free_text_refuses_control_characters() -> None:
+    [(path, _)] = aws_issues("alb", lambda d: d["analysis"]["metrics"][3]["alarms"].append("high\n"))
+    assert path.startswith("analysis.metrics[3].alarms[")
+    [(path, _)] = aws_issues(
+        "alb",
+        lambda d: d["analysis"]["metrics"][0]["errors"].__setitem__("namespace", "AWS/ApplicationELB\n"),
+    )
+    assert path == "analysis.metrics[0].errors.namespace"

@@ -17,6 +17,7 @@ from sluice.contracts.spec import (
 from tests.unit.spec.support import (
     ROOT,
     aws_issues,
+    example,
     issues_with,
     only_issue,
     rejected,
@@ -118,3 +119,35 @@ unchanged spec must keep recognising its rollout."""
 @pytest.mark.parametrize("name", sorted(DIGESTS))
 def test_digest_of_every_example_is_unchanged(name: str) -> None:
     assert load_spec((ROOT / "examples" / f"{name}.yaml").read_text()).digest() == DIGESTS[name]
+
+
+@pytest.mark.parametrize("service", ["checkout\n", "\ncheckout", "check out", "checkout\x00"])
+def test_service_names_are_matched_to_the_true_end(service: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d.__setitem__("service", service)))
+    assert path == "service" and "not a service name" in msg
+
+
+def test_ring_errors_name_the_field() -> None:
+    data = example("rings")
+    data["rings"][0]["soak"] = "0s"
+    with pytest.raises(SpecError) as err:
+        parse_any_spec(data)
+    assert [(i.path, i.message) for i in err.value.issues] == [("rings[0].soak", "must be longer than 0s")]
+    data = example("rings")
+    data["rings"][1]["approval"] = {}
+    with pytest.raises(SpecError) as err:
+        parse_any_spec(data)
+    assert err.value.issues[0].path == "rings[1].approval"
+
+
+@pytest.mark.parametrize(
+    ("target", "where"),
+    [
+        ({"url": "https://hooks.example.com/a b"}, "notify[0]"),
+        ({"url": "https://hooks.example.com/x\n"}, "notify[0]"),
+        ({"url_env": "SLACK_URL\n"}, "notify[0].url_env"),
+    ],
+)
+def test_webhook_targets_are_matched_to_the_true_end(target: dict[str, str], where: str) -> None:
+    path, _ = only_issue(rejected(lambda d: d.__setitem__("notify", [target])))
+    assert path.startswith(where)

@@ -108,3 +108,44 @@ def test_router_consistency(name: str, mutate: Any, hint: str) -> None:
 def test_alb_region_comes_from_the_listener_arn() -> None:
     spec = parse_spec(example("alb"))
     assert spec.router.type == "alb" and spec.router.aws_region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backend", "canary\n"),
+        ("backend", "be_checkout\n"),
+        ("stable_server", "\nstable"),
+        ("canary_server", "canary\n"),
+        ("admin_socket", "/run/haproxy/admin.sock\n"),
+        ("admin_socket", "/run/haproxy/admin sock"),
+        ("admin_socket", "127.0.0.1:99999"),
+    ],
+)
+def test_a_newline_or_space_never_reaches_the_runtime_api(field: str, value: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__(field, value)))
+    assert path == f"router.{field}" and repr(value) in msg
+
+
+@pytest.mark.parametrize("timeout", ["0s", "0ms"])
+def test_router_timeout_must_be_positive(timeout: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__("timeout", timeout)))
+    assert path == "router.timeout" and "longer than 0s" in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("alb", "listener_arn"),
+        ("alb", "stable_target_group_arn"),
+        ("lambda_alias", "alias"),
+        ("lambda_alias", "canary_function_version"),
+        ("apigateway", "stage"),
+        ("route53", "record_name"),
+        ("route53", "canary_set_identifier"),
+        ("route53", "hosted_zone_id"),
+    ],
+)
+def test_aws_names_are_matched_to_the_true_end(name: str, field: str) -> None:
+    [(path, msg)] = aws_issues(name, lambda d: d["router"].__setitem__(field, d["router"][field] + "\n"))
+    assert path == f"router.{field}" and "\\n" in msg

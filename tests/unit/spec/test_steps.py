@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
 from sluice.contracts.spec import (
+    SpecError,
+    load_spec,
     parse_spec,
 )
 from tests.unit.spec.support import (
     EXAMPLE,
+    ROOT,
     issues_with,
     only_issue,
     rejected,
@@ -97,3 +101,61 @@ def test_approval_step_fields() -> None:
         p == "steps[0]" and "exactly one" in m
         for p, m in issues_with(steps=[{"set_weight": 10, "approval": {}}])
     )
+
+
+def test_an_empty_pause_is_refused_with_both_meanings() -> None:
+    path, msg = only_issue(rejected(lambda d: d["steps"].__setitem__(1, {"pause": None})))
+    assert path == "steps[1].pause" and "pause: 5m" in msg and "pause: {}" in msg
+    text = (ROOT / "examples" / "rollout.yaml").read_text().replace("- pause: 30s ", "- pause:     ")
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    assert [i.path for i in err.value.issues] == ["steps[1].pause"]
+
+
+def test_pause_and_approval_mappings_still_wait() -> None:
+    s = spec_with(steps=[{"set_weight": 10}, {"pause": {}}, {"approval": None}, {"set_weight": 100}])
+    assert steps_of(s)[1:3] == ["wait for resume or promote", "approval by anyone"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "where"),
+    [
+        ([{"set_weight": 10}, {"set_weight": 100}, {"pause": "5m"}], "steps[2]"),
+        ([{"set_weight": 100}, {"set_weight": 50}], "steps[1]"),
+        ([{"set_weight": 100}, {"set_weight": 100}], "steps[1]"),
+        ([{"set_weight": 100}, {"approval": {}}], "steps[1]"),
+    ],
+)
+def test_steps_after_100_percent_are_refused(steps: list[dict[str, Any]], where: str) -> None:
+    [(path, msg)] = issues_with(steps=steps)
+    assert path == where and "post_promotion" in msg
+
+
+@pytest.mark.parametrize(
+    "steps", [[{"pause": "30s"}], [{"set_weight": 0}], [{"approval": {}}, {"pause": "1m"}]]
+)
+def test_canary_steps_that_never_shift_traffic_are_refused(steps: list[dict[str, Any]]) -> None:
+    [(path, msg)] = issues_with(steps=steps)
+    assert path == "steps" and "no step sends traffic" in msg and "blue_green" in msg
+
+
+def test_the_number_of_steps_is_bounded() -> None:
+    [(path, msg)] = issues_with(steps=[{"set_weight": 10}] * 100_001)
+    assert path == "steps" and "more than 200 steps" in msg
+    assert (
+        len(spec_with(steps=[{"set_weight": 10}, {"pause": "1s"}] * 99 + [{"set_weight": 100}]).steps) == 199
+    )
+
+
+def test_a_preset_expansion_is_not_held_to_the_written_step_rules() -> None:
+    s = spec_with(steps=None, preset="Linear10PercentEvery1Minute", post_promotion="5m")
+    assert steps_of(s)[-2:] == ["shift to 100%", "post-promotion watch 5m"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [("99999999999h", "365 days"), ("1" * 21 + "s", "365 days"), ("1" * 400 + "ms", "too long")],
+)
+def test_a_huge_pause_is_refused_not_an_internal_error(bad: str, says: str) -> None:
+    path, msg = only_issue(rejected(lambda d: d["steps"].__setitem__(1, {"pause": bad})))
+    assert path == "steps[1].pause" and says in msg
