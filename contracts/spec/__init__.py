@@ -1,9 +1,8 @@
-"""The rollout spec: what a user writes in `rollout.yaml`, validated strictly (unknown fields are errors).
+"""The rollout spec: what a user writes in `rollout.yaml`, validated strictly (unknown fields are errors)."""
 
-Modules: `base` (the base model and name validators), `routers`, `steps` (and presets),
-`metrics` (and analysis), `rollout` (the rollout and ring specs, digest), `errors`, `loading`.
-Every public name is re-exported here: import from `sluice.contracts.spec`.
-"""
+# Modules: base (the base model, name validators, strict numbers), routers, steps (and presets),
+# metrics (and analysis), rollout (the rollout and ring specs, digest), errors, loading. Every
+# public name is re-exported here: import from `sluice.contracts.spec`.
 
 from __future__ import annotations
 

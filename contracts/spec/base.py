@@ -1,8 +1,4 @@
-"""The base of every spec model, the validators of the names a spec writes, and strict numbers.
-
-Patterns are matched with `fullmatch`: `$` also matches before a trailing newline, and a
-newline in a name sent to a runtime API is an injection.
-"""
+"""The base of every spec model, the validators of the names a spec writes, and strict numbers."""
 
 from __future__ import annotations
 
@@ -15,6 +11,8 @@ from pydantic_core import PydanticCustomError
 
 from sluice.contracts.durations import Duration
 
+# Every pattern is matched with `fullmatch`: `$` also matches before a trailing newline, and a
+# newline in a name sent to a runtime API is an injection.
 _SERVICE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _VERSION = re.compile(r"[A-Za-z0-9_.+-]{1,128}")

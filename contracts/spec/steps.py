@@ -22,8 +22,6 @@ class PauseSpec(SpecModel):
         if isinstance(data, str | int | float) and not isinstance(data, bool):
             parse_duration(data)  # report a bad shorthand at `steps[i].pause`, with the hint
             return {"duration": data}
-        if data is None:
-            return {}
         return data
 
     @field_validator("duration")
