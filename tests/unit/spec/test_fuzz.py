@@ -377,6 +377,11 @@ def fuzz(report: Callable[[str], None] | None = None) -> Tally:
     return tally
 
 
+def test_the_examples_themselves_validate() -> None:
+    outcomes = {path.stem: run_validate(path.read_text()) for path in EXAMPLES}
+    assert {name: o.code for name, o in outcomes.items()} == {path.stem: 0 for path in EXAMPLES}, outcomes
+
+
 def test_fuzzed_specs_are_refused_with_a_path_or_accepted_whole() -> None:
     problems: list[str] = []
     tally = fuzz(problems.append)
