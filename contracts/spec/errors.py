@@ -102,7 +102,7 @@ def _not_a_number(kind: str, given: object) -> str:
         why = "write it without a fraction"
     else:
         why = "infinity and NaN are not measurable limits" if kind == "finite_number" else ""
-    shown = json.dumps(given) if isinstance(given, bool | str | int | float) else type(given).__name__
+    shown = json.dumps(given) if isinstance(given, bool | str | int | float | None) else type(given).__name__
     return f"expected {expected}, got {shown}" + (f"; {why}" if why else "")
 
 
