@@ -52,7 +52,7 @@ def describe_error(err: ErrorDetails) -> str:
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return "unknown field; check its spelling against the spec reference (README, 'The spec')"
+        return "unknown field; check its spelling against the spec reference (docs/spec.md)"
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
