@@ -1,5 +1,0 @@
-"""`python -m sluice ARGS` is the `sluice` command."""
-
-from sluice.cli.main import main
-
-raise SystemExit(main())

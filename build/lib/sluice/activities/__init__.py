@@ -1,1 +1,0 @@
-"""All I/O of a rollout: traffic routers and metric providers behind small interfaces."""

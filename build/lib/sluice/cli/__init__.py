@@ -1,1 +1,0 @@
-"""The `sluice` command-line interface."""

@@ -1,1 +1,0 @@
-"""Data contracts shared by workflows, activities and the CLI: pydantic models, no I/O."""

@@ -1,1 +1,0 @@
-"""Deterministic orchestration: the rollout workflow."""
