@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sluice.contracts.status import MetricVerdict, Verdict
-
-MAX_DETAIL = 300
-"""Details travel in Temporal payloads and the UI; a provider's error text is cut to this."""
+from sluice.contracts.text import cap
 
 
 def verdict(
@@ -20,14 +18,12 @@ def verdict(
     counts: dict[str, float] | None = None,
 ) -> MetricVerdict:
     """A MetricVerdict stamped with the current time (activities may read the real clock)."""
-    if len(detail) > MAX_DETAIL:
-        detail = detail[: MAX_DETAIL - 1] + "…"
     return MetricVerdict(
         metric=metric,
         verdict=result,
         value=value,
         bound=bound,
-        detail=detail,
+        detail=cap(detail),
         counts=counts or {},
         at=datetime.now(UTC),
     )

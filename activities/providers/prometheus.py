@@ -16,6 +16,7 @@ from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput
 from sluice.contracts.spec import MetricSpec, PrometheusMetric
 from sluice.contracts.status import MetricVerdict, Verdict
+from sluice.contracts.text import cap
 
 RETRIES = 2
 """Extra attempts for a query that timed out, could not connect or got a 5xx."""
@@ -145,7 +146,7 @@ class PrometheusQuery:
         if not isinstance(body, dict):
             raise QueryProblem(
                 f"Prometheus at {metric.address} answered HTTP {resp.status_code} without JSON: "
-                f"{resp.text[:120]!r}"
+                f"{cap(resp.text, 120)!r}"
             )
         if resp.status_code >= 400 or body.get("status") != "success":
             kind = body.get("errorType", "error")

@@ -11,6 +11,7 @@ from sluice.activities.aws import call
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import ALBRouter
+from sluice.contracts.text import cap
 
 
 class ALBTrafficRouter:
@@ -147,7 +148,7 @@ class ALBTrafficRouter:
         return TrafficState(stable_weight=100 - canary_pct, canary_weight=canary_pct, detail=detail)
 
     def _config(self, why: str) -> ApplicationError:
-        return ApplicationError(f"{self._where}: {why}"[:300], type=errors.ROUTER_CONFIG, non_retryable=True)
+        return ApplicationError(cap(f"{self._where}: {why}"), type=errors.ROUTER_CONFIG, non_retryable=True)
 
 
 def _groups(action: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from sluice.activities.aws import call
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import ApiGatewayRouter
+from sluice.contracts.text import cap
 
 
 class ApiGatewayTrafficRouter:
@@ -123,4 +124,4 @@ class ApiGatewayTrafficRouter:
         )
 
     def _config(self, why: str) -> ApplicationError:
-        return ApplicationError(f"{self._where}: {why}"[:300], type=errors.ROUTER_CONFIG, non_retryable=True)
+        return ApplicationError(cap(f"{self._where}: {why}"), type=errors.ROUTER_CONFIG, non_retryable=True)

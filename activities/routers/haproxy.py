@@ -13,9 +13,9 @@ from temporalio.exceptions import ApplicationError
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import HAProxyRouter
+from sluice.contracts.text import cap
 
 _WEIGHT_REPLY = re.compile(r"^(\d+) \(initial \d+\)$")
-_MAX_REPLY = 200  # error messages travel in Temporal payloads: keep them short
 _RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 # Requests the server never answered are not in its hrsp_*: HAProxy counts them in `econ`
 # (could not connect; the client got HAProxy's 503), `eresp` (broken or timed-out response;
@@ -186,7 +186,7 @@ class HAProxyTrafficRouter:
         )
 
     def _reject(self, command: str, reply: str) -> NoReturn:
-        text = " ".join(reply.split())[:_MAX_REPLY] or "(no reply)"
+        text = cap(" ".join(reply.split()), 200) or "(no reply)"
         hint = ""
         if "Permission denied" in reply:
             hint = "; the stats socket needs `level admin` in haproxy.cfg"

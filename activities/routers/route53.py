@@ -12,6 +12,7 @@ from sluice.activities.aws import call
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import Route53Router
+from sluice.contracts.text import cap
 
 _INSYNC_WAIT = 10.0
 """How long to poll `GetChange` for INSYNC; the change is applied in the API either way."""
@@ -118,8 +119,10 @@ class Route53TrafficRouter:
             if record is None:
                 have = ", ".join(sorted(found)) or "none"
                 raise ApplicationError(
-                    f"{self._where}: no weighted record with SetIdentifier {ident!r} ({role}); records with "
-                    f"this name and type: {have}. Create both weighted records before the rollout",
+                    cap(
+                        f"{self._where}: no weighted record with SetIdentifier {ident!r} ({role}); records "
+                        f"with this name and type: {have}. Create both weighted records before the rollout"
+                    ),
                     type=errors.ROUTER_CONFIG,
                     non_retryable=True,
                 )
