@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sluice.activities.providers._compare import compare_verdict
-from sluice.activities.providers._verdict import number, percent, verdict
+from sluice.activities.providers._verdict import Wording, bounds, number, ratio_verdict, verdict
 from sluice.activities.routers import router_for
 from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.activities.sequential import Totals
@@ -28,7 +28,7 @@ class HAProxyErrorRatio:
         if metric.compare is not None:
             return await self._compare(metric, tick)
         assert metric.max is not None
-        bound = f"<= {number(metric.max)}"
+        bound = bounds(None, metric.max)
         try:
             now = await router_for(tick.router).canary_counters()
         except Exception as err:  # a measurement problem, never an activity failure
@@ -44,25 +44,16 @@ class HAProxyErrorRatio:
             base = ServerCounters()
         requests = now.responses - base.responses
         errors_5xx = now.errors_5xx - base.errors_5xx
-        counts: dict[str, float] = {"requests": requests, "errors_5xx": errors_5xx}
-        note = " (counters were reset; counting since the reset)" if reset else ""
-
-        if requests < metric.min_requests:
-            return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"only {requests} responses so far, {metric.min_requests} needed "
-                f"({errors_5xx} were 5xx){note}",
-                bound=bound,
-                counts=counts,
-            )
-        ratio = errors_5xx / requests
-        summary = f"{errors_5xx} of {requests} responses were 5xx ({percent(ratio)})"
-        if ratio > metric.max:
-            result, detail = Verdict.FAIL, f"{summary}, above the {percent(metric.max)} limit"
-        else:
-            result, detail = Verdict.PASS, f"{summary}, within the {percent(metric.max)} limit"
-        return verdict(metric.name, result, detail + note, value=ratio, bound=bound, counts=counts)
+        return ratio_verdict(
+            metric.name,
+            errors_5xx,
+            requests,
+            Wording("{part} of {whole} responses were 5xx", "responses", "were 5xx"),
+            high=metric.max,
+            min_requests=metric.min_requests,
+            counts={"requests": requests, "errors_5xx": errors_5xx},
+            note=" (counters were reset; counting since the reset)" if reset else "",
+        )
 
     async def _compare(self, metric: HAProxyMetric, tick: AnalyzeInput) -> MetricVerdict:
         """`compare: stable`: both servers' 5xx since the first weight > 0, one sequential-test tick."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import httpx
 
 from sluice.activities.providers._compare import compare_verdict
-from sluice.activities.providers._verdict import bounds, number, verdict
+from sluice.activities.providers._verdict import bounds, number, value_verdict, verdict
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput
 from sluice.contracts.spec import MetricSpec, PrometheusMetric
@@ -84,20 +84,7 @@ class PrometheusQuery:
             value = await self._query(metric, query)
         except QueryProblem as problem:
             return verdict(metric.name, Verdict.INCONCLUSIVE, str(problem), bound=bound)
-
-        if metric.max is not None and value > metric.max:
-            result, detail = (
-                Verdict.FAIL,
-                f"{number(value)} is above the maximum {number(metric.max)}",
-            )
-        elif metric.min is not None and value < metric.min:
-            result, detail = (
-                Verdict.FAIL,
-                f"{number(value)} is below the minimum {number(metric.min)}",
-            )
-        else:
-            result, detail = Verdict.PASS, f"{number(value)} is within {bound}"
-        return verdict(metric.name, result, detail, value=value, bound=bound, counts={"value": value})
+        return value_verdict(metric.name, value, low=metric.min, high=metric.max)
 
     async def _query(self, metric: PrometheusMetric, query: str) -> float:
         return _single_value(await self._data(metric, query), query)
