@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.activities.providers._compare import compare_verdict
 from sluice.activities.providers._verdict import Wording, bounds, number, ratio_verdict, verdict
-from sluice.activities.routers import router_for
-from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput, ServerCounters
 from sluice.contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec
@@ -29,8 +28,11 @@ class HAProxyErrorRatio:
             return await self._compare(metric, tick)
         assert metric.max is not None
         bound = bounds(None, metric.max)
+        if not isinstance(tick.router, HAProxyRouter):
+            return _not_haproxy(metric, tick, bound)
+        canary = tick.router.canary_server
         try:
-            now = await router_for(tick.router).canary_counters()
+            now = (await RuntimeAPI.of(tick.router).counters(canary))[canary]
         except Exception as err:  # a measurement problem, never an activity failure
             return verdict(
                 metric.name,
@@ -57,24 +59,18 @@ class HAProxyErrorRatio:
 
     async def _compare(self, metric: HAProxyMetric, tick: AnalyzeInput) -> MetricVerdict:
         """`compare: stable`: both servers' 5xx since the first weight > 0, one sequential-test tick."""
+        bound = f"e < {number(1 / metric.alpha)}"
         if not isinstance(tick.router, HAProxyRouter):
-            return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"`provider: haproxy` reads HAProxy's counters, but the router is {tick.router.type}",
-            )
-        router = HAProxyTrafficRouter(tick.router)
+            return _not_haproxy(metric, tick, bound)
+        servers = (tick.router.stable_server, tick.router.canary_server)
         try:
-            stable_now, canary_now = await router.both_counters()
+            now = await RuntimeAPI.of(tick.router).counters(*servers)
         except Exception as err:  # a measurement problem, never an activity failure
             return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"could not read HAProxy counters: {err}",
-                bound=f"e < {number(1 / metric.alpha)}",
+                metric.name, Verdict.INCONCLUSIVE, f"could not read HAProxy counters: {err}", bound=bound
             )
-        canary = _since(canary_now, tick.baseline)
-        stable = _since(stable_now, tick.stable_baseline)
+        stable = _since(now[servers[0]], tick.stable_baseline)
+        canary = _since(now[servers[1]], tick.baseline)
         totals = Totals(
             canary_requests=canary.responses,
             stable_requests=stable.responses,
@@ -91,6 +87,16 @@ class HAProxyErrorRatio:
             tolerance=metric.tolerance,
             min_requests=metric.min_requests,
         )
+
+
+def _not_haproxy(metric: HAProxyMetric, tick: AnalyzeInput, bound: str) -> MetricVerdict:
+    """The spec refuses this pairing; a verdict rather than a crash if a hand-made input has it."""
+    return verdict(
+        metric.name,
+        Verdict.INCONCLUSIVE,
+        f"`provider: haproxy` reads HAProxy's counters, but the router is {tick.router.type}",
+        bound=bound,
+    )
 
 
 def _since(now: ServerCounters, base: ServerCounters | None) -> ServerCounters:

@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.contracts import errors
-from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import LambdaAliasRouter
 from sluice.contracts.text import cap
 
@@ -50,10 +50,6 @@ class LambdaAliasTrafficRouter:
     async def read_weights(self) -> TrafficState:
         """The split from the alias' FunctionVersion and RoutingConfig."""
         return self._state(await self._alias())
-
-    async def canary_counters(self) -> ServerCounters:
-        """Lambda's counts are in CloudWatch (Invocations/Errors by ExecutedVersion)."""
-        raise self._config("a Lambda alias has no readable response counters; use `provider: cloudwatch`")
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """Update the alias in one call and read it back."""

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.activities.routers import router_for
 from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.contracts import errors
@@ -174,7 +175,8 @@ async def test_set_weights_returns_counters_from_before_the_change(
     assert state.canary_counters.responses == canary_answers
     assert state.canary_counters.errors_5xx == sent.by_version_status[(CANARY_VERSION, 500)]
     assert state.canary_counters.errors_5xx == canary_answers
-    assert await impl.canary_counters() == state.canary_counters  # no canary traffic since
+    now = await RuntimeAPI.of(router).counters(router.canary_server)
+    assert now[router.canary_server] == state.canary_counters  # no canary traffic since
 
 
 async def test_refused_command_is_rejected_and_not_retried(
