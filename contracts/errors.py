@@ -17,6 +17,11 @@ ROUTER_REJECTED: Final = "RouterRejected"
 TRAFFIC_NOT_APPLIED: Final = "TrafficNotApplied"
 """Weights read back differ from the ones set. Retryable: the next attempt sets them again."""
 
+UNEXPECTED_SPLIT: Final = "UnexpectedSplit"
+"""Preflight found a split a rollout cannot start from: the side named stable carries no
+traffic, or the side named for the new version carries some (e.g. the sides are swapped after
+a promotion). Not retryable; nothing was changed."""
+
 NOTIFY_CONFIG: Final = "NotifyConfig"
 """A webhook's `url_env` variable is not set on the worker. Not retryable."""
 

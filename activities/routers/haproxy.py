@@ -31,16 +31,25 @@ class HAProxyTrafficRouter:
     # --- TrafficRouter ------------------------------------------------------------------
 
     async def preflight(self) -> TrafficState:
-        """Check the socket answers and both servers exist; return the split. Changes nothing."""
-        state = await self.read_weights()
+        """Check the socket answers, both servers exist and all traffic is on stable. Changes nothing.
+
+        A rollout starts with all traffic on `stable_server` and none on `canary_server`.
+        Any other split is refused (UNEXPECTED_SPLIT, not retryable): after a promotion the
+        new version runs on `canary_server` at 100%, and a next spec that keeps the names
+        would "roll back" to the old version and call it stable.
+        """
+        counters = await self._api.counters(self.spec.canary_server)
+        stable, canary = await self._weights()
+        if stable == 0 or canary > 0:
+            raise self._unexpected_split(stable, canary)
+        state = self._state(stable, canary, counters[self.spec.canary_server])
         state.detail = f"{self._api.where}: {state.detail}"
         return state
 
     async def read_weights(self) -> TrafficState:
         """The current split (from `get weight`) and the canary's counters."""
         counters = await self._api.counters(self.spec.canary_server)
-        stable = await self._api.get_weight(self.spec.stable_server)
-        canary = await self._api.get_weight(self.spec.canary_server)
+        stable, canary = await self._weights()
         return self._state(stable, canary, counters[self.spec.canary_server])
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
@@ -93,6 +102,28 @@ class HAProxyTrafficRouter:
         return state
 
     # --- helpers --------------------------------------------------------------------------
+
+    async def _weights(self) -> tuple[int, int]:
+        """(stable, canary) weights as HAProxy has them now."""
+        stable = await self._api.get_weight(self.spec.stable_server)
+        canary = await self._api.get_weight(self.spec.canary_server)
+        return stable, canary
+
+    def _unexpected_split(self, stable: int, canary: int) -> ApplicationError:
+        """Why a rollout cannot start from these weights, and how to fix the spec or HAProxy."""
+        s, c, backend = self.spec.stable_server, self.spec.canary_server, self.spec.backend
+        if stable == 0 and canary > 0:
+            fix = f"if {c!r} runs the live version, swap stable_server and canary_server in the spec"
+        elif stable == 0:
+            fix = f"set weight {backend}/{s} 100 first"
+        else:
+            fix = f"put it all on stable first: set weight {backend}/{c} 0 and {backend}/{s} 100"
+        return ApplicationError(
+            f"{self._api.where}: found {s}={stable} {c}={canary}, but a rollout starts with all "
+            f"traffic on stable_server; {fix}",
+            type=errors.UNEXPECTED_SPLIT,
+            non_retryable=True,
+        )
 
     def _state(self, stable: int, canary: int, counters: ServerCounters) -> TrafficState:
         total = stable + canary

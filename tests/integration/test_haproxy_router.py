@@ -54,6 +54,32 @@ async def test_preflight_reports_split_and_changes_nothing(
     assert weights(haproxy) == (100, 0)
 
 
+@pytest.mark.parametrize(
+    "stable, canary, fix",
+    [
+        (0, 100, "swap stable_server and canary_server"),  # after a promotion, names kept
+        (0, 0, "set weight be_demo/stable 100 first"),
+        (90, 10, "set weight be_demo/canary 0 and be_demo/stable 100"),  # a rollout stopped half-way
+    ],
+    ids=["promoted-sides-kept", "no-traffic", "half-way"],
+)
+async def test_preflight_refuses_a_split_a_rollout_cannot_start_from(
+    haproxy: HAProxyInstance, router: HAProxyRouter, stable: int, canary: int, fix: str
+) -> None:
+    for server, weight in (("stable", stable), ("canary", canary)):
+        assert haproxy.command(f"set weight {haproxy.backend}/{server} {weight}").strip() == ""
+
+    with pytest.raises(ApplicationError) as caught:
+        await router_for(router).preflight()
+
+    assert caught.value.type == errors.UNEXPECTED_SPLIT
+    assert caught.value.non_retryable
+    assert f"stable={stable} canary={canary}" in caught.value.message  # the weights it found
+    assert fix in caught.value.message  # how to fix it
+    assert len(caught.value.message) <= 300  # the status shows it whole (failure_cause caps there)
+    assert weights(haproxy) == (stable, canary)  # nothing touched
+
+
 @pytest.mark.parametrize("field", ["canary_server", "stable_server"])
 async def test_preflight_missing_server_is_a_config_error(haproxy: HAProxyInstance, field: str) -> None:
     spec = router_spec(haproxy, **{field: "nope"})
