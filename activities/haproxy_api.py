@@ -43,9 +43,11 @@ class RuntimeAPI:
         self._timeout = timeout
 
     @classmethod
-    def of(cls, spec: HAProxyRouter) -> RuntimeAPI:
-        """The runtime API a router spec names."""
-        return cls(spec.admin_socket, spec.backend, spec.timeout.total_seconds())
+    def all_of(cls, spec: HAProxyRouter) -> list[RuntimeAPI]:
+        """The runtime API of every HAProxy instance a router spec names, each once, in order."""
+        addresses = [spec.admin_socket] if isinstance(spec.admin_socket, str) else spec.admin_socket
+        timeout = spec.timeout.total_seconds()
+        return [cls(address, spec.backend, timeout) for address in dict.fromkeys(addresses)]
 
     @property
     def where(self) -> str:
@@ -67,6 +69,15 @@ class RuntimeAPI:
         reply = await self._command(command, server)
         if reply:
             self._reject(command, reply)
+
+    async def uptime(self) -> int:
+        """Seconds since this HAProxy process started (a reload starts a new one, with new counters)."""
+        reply = await self._command("show info", "")
+        for line in reply.splitlines():
+            key, _, value = line.partition(":")
+            if key == "Uptime_sec" and value.strip().isdigit():
+                return int(value)
+        self._reject("show info", reply)
 
     async def counters(self, *servers: str) -> dict[str, ServerCounters]:
         """Cumulative counters of `servers`, all from one `show stat`, so of the same moment.

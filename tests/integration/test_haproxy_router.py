@@ -201,7 +201,7 @@ async def test_set_weights_returns_counters_from_before_the_change(
     assert state.canary_counters.responses == canary_answers
     assert state.canary_counters.errors_5xx == sent.by_version_status[(CANARY_VERSION, 500)]
     assert state.canary_counters.errors_5xx == canary_answers
-    now = await RuntimeAPI.of(router).counters(router.canary_server)
+    now = await RuntimeAPI.all_of(router)[0].counters(router.canary_server)
     assert now[router.canary_server] == state.canary_counters  # no canary traffic since
 
 

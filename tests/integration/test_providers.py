@@ -116,7 +116,7 @@ async def test_error_ratio_counts_only_since_the_baseline(
     demo.canary.control(error_rate=1.0)
     await shift_and_send(haproxy, router, 40)  # 20 failures before the baseline
     demo.canary.control(error_rate=0.0)
-    baseline = (await RuntimeAPI.of(router).counters(router.canary_server))[router.canary_server]
+    baseline = (await RuntimeAPI.all_of(router)[0].counters(router.canary_server))[router.canary_server]
     sent = await asyncio.to_thread(send_requests, haproxy.url + "/", 60)
 
     verdict = await measure(router, ERROR_RATIO, baseline=baseline)
