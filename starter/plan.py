@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from sluice.contracts.durations import format_duration
 from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
+from sluice.contracts.text import markdown_cell as _cell
 
 StepKind = Literal["set_weight", "bake", "wait", "approval", "watch"]
 
@@ -114,10 +115,6 @@ def static_summary(spec: RolloutSpec | RingRolloutSpec) -> str:
         f"{spec.service}: {versions(spec)}, {count} step{'s' if count != 1 else ''} "
         f"({spec.strategy} via {where(spec).replace('`', '')})"
     )
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def static_details(plan: Plan, started_by: str) -> str:

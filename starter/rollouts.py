@@ -44,6 +44,7 @@ from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
 from sluice.contracts.names import QUERY_STATUS, RING_WORKFLOW_TYPE, TASK_QUEUE, UPDATE_APPROVE, WORKFLOW_TYPE
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, workflow_id_for
 from sluice.contracts.status import Phase, RolloutStatus
+from sluice.contracts.text import cap
 from sluice.runtime import telemetry
 from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
 
@@ -117,7 +118,7 @@ def _connect_reason(err: BaseException) -> str:
         if needle in text:
             return gist
     text = re.sub(r"^Failed client connect:\s*", "", text)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return cap(text, 200)
 
 
 async def open_temporal() -> Temporal:

@@ -28,11 +28,20 @@ def _admin_socket(value: str) -> str:
     )
 
 
+def _admin_sockets(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, str):
+        return _admin_socket(value)
+    if not value:
+        raise ValueError("an empty list; name at least one runtime API socket")
+    return [_admin_socket(v) for v in value]
+
+
 class HAProxyRouter(SpecModel):
     """Two servers of one HAProxy backend, weighted through the runtime API."""
 
     type: Literal["haproxy"]
-    admin_socket: Annotated[str, AfterValidator(_admin_socket)]
+    admin_socket: Annotated[str | list[str], AfterValidator(_admin_sockets)]
+    """One HAProxy instance's runtime API, or a list of them (an HA pair, a fleet): each gets every change."""
     backend: SafeName
     stable_server: SafeName
     canary_server: SafeName

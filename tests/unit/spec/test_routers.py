@@ -13,6 +13,7 @@ from sluice.contracts.spec import (
 )
 from tests.unit.spec.support import (
     AWS_EXAMPLES,
+    EXAMPLE,
     aws_issues,
     example,
     only_issue,
@@ -125,6 +126,15 @@ def test_alb_region_comes_from_the_listener_arn() -> None:
 def test_a_newline_or_space_never_reaches_the_runtime_api(field: str, value: str) -> None:
     path, msg = only_issue(rejected(lambda d: d["router"].__setitem__(field, value)))
     assert path == f"router.{field}" and repr(value) in msg
+
+
+def test_admin_socket_takes_one_address_or_a_list() -> None:
+    pair = ["/run/haproxy-a/admin.sock", "10.0.0.2:9999"]
+    spec = parse_spec({**EXAMPLE, "router": {**EXAMPLE["router"], "admin_socket": pair}})
+    assert spec.router.admin_socket == pair
+    for bad, hint in (([], "empty list"), (["/run/a.sock", "nowhere"], "'nowhere'")):
+        path, msg = only_issue(rejected(lambda d, bad=bad: d["router"].__setitem__("admin_socket", bad)))
+        assert path == "router.admin_socket" and hint in msg
 
 
 @pytest.mark.parametrize("timeout", ["0s", "0ms"])
