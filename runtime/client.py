@@ -43,6 +43,7 @@ from temporalio.common import (
 )
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.cli.plan import build_plan, static_details, static_summary
@@ -363,10 +364,14 @@ class SluiceClient:
 
     @classmethod
     async def connect(
-        cls, profile: str | None = None, connect_timeout: float = CONNECT_TIMEOUT
+        cls,
+        profile: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        runtime: Runtime | None = None,
     ) -> SluiceClient:
         """Connect with Temporal's own settings (envconfig), Sluice's data converter and tracing.
 
+        `runtime` is the SDK's (its threads and log settings; default: the SDK's default).
         Raises `TemporalUnavailable` naming the address and the gist of the failure.
         """
         try:
@@ -377,7 +382,7 @@ class SluiceClient:
             ) from None
         address = str(config.get("target_host") or DEFAULT_ADDRESS)
         try:
-            temporal = await asyncio.wait_for(connect_client(profile), connect_timeout)
+            temporal = await asyncio.wait_for(connect_client(profile, runtime), connect_timeout)
         except TimeoutError as err:
             raise _unreachable(address, f"no answer within {connect_timeout:g}s") from err
         except RPCError as err:

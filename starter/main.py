@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from sluice.cli import ci, rollouts
 from sluice.cli.codec_server import DEFAULT_PORT as CODEC_PORT
@@ -47,6 +50,21 @@ SIGNALS = {
     "promote": "skip the remaining steps and send 100% to the new version",
     "abort": "roll back to 100% stable now",
 }
+
+
+@functools.cache
+def quiet_runtime() -> Runtime:
+    """The SDK runtime of CLI commands: its own log lines (e.g. each retry while Temporal restarts)
+    go through Python logging to stderr, errors only, so stdout stays the command's (JSON) output;
+    the CLI says itself when it loses Temporal."""
+    forward = LogForwardingConfig(logger=logging.getLogger("sluice.cli.temporal"))
+    only_errors = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=only_errors, forwarding=forward)))
+
+
+async def connect() -> SluiceClient:
+    """A client for one CLI command (see `SluiceClient.connect`)."""
+    return await SluiceClient.connect(runtime=quiet_runtime())
 
 
 def default_user() -> str:
@@ -234,7 +252,7 @@ async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
     attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
     # The trace begins here: the workflow, its activities and later signals join it.
     with telemetry.cli_span("sluice start", attributes) as span:
-        client = await SluiceClient.connect()
+        client = await connect()
         started = await client.start(spec, args.by or default_user(), force=args.force)
     trace_id = telemetry.trace_id_of(span)
     link = client.ui_link(spec.service)
@@ -282,12 +300,12 @@ def start_json(client: SluiceClient, started: StartResult, link: str, trace_id: 
 
 
 async def cmd_status(args: argparse.Namespace, console: Console) -> ExitCode:
-    client = await SluiceClient.connect()
+    client = await connect()
     return await rollouts.show_status(client, args.service, console)
 
 
 async def cmd_list(args: argparse.Namespace, console: Console) -> ExitCode:
-    client = await SluiceClient.connect()
+    client = await connect()
     rows = rollouts.list_rows(await client.list_rollouts(args.service, max(1, args.limit)))
     if console.json_output:
         console.data(rows)
@@ -300,7 +318,7 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     reason = args.reason.strip()
     if not reason:
         raise CliError("--reason must say why; it is recorded with the action.", ExitCode.INVALID)
-    client = await SluiceClient.connect()
+    client = await connect()
     sent = await client.signal(args.service, args.command, args.by or default_user(), reason)
     return rollouts.say_signalled(sent, args.service, console)
 
@@ -311,7 +329,7 @@ async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
         raise CliError(
             "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
         )
-    client = await SluiceClient.connect()
+    client = await connect()
     return rollouts.say_approved(await client.approve(args.service, by, reason), console)
 
 
