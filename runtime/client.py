@@ -1,10 +1,11 @@
 """Sluice as a Python API: start, follow, steer and read rollouts; typed results, typed errors.
 
-    from sluice.runtime.client import SluiceClient, AnotherRolloutRunning
+    from sluice.runtime.client import SluiceClient, read_spec_file
 
-    client = await SluiceClient.connect()          # TEMPORAL_ADDRESS, TEMPORAL_PROFILE, ... apply
-    started = await client.start(spec, started_by="ci")
-    final = await client.wait(spec.service)        # a RolloutStatus in a final phase
+    spec = read_spec_file("rollout.yaml")              # InvalidSpec lists every problem
+    client = await SluiceClient.connect()              # TEMPORAL_ADDRESS, TEMPORAL_PROFILE, ... apply
+    started = await client.start(spec, started_by="ci")  # started, attached, or already promoted
+    final = await client.wait(spec.service, started.run_id)  # a RolloutStatus in a final phase
 
 Every failure leaves this module as a `SluiceError` subclass whose `message` is one or two
 sentences a person can act on, and whose attributes carry the facts behind it (the `sluice`

@@ -117,9 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
 
-    p = add("start", "start the rollout a spec describes (or attach to the same one running)")
+    p = add(
+        "start",
+        "start the rollout a spec describes (or attach to the same one running; "
+        "nothing to do if the latest rollout promoted this very spec)",
+    )
     p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
-    p.add_argument("--wait", action="store_true", help="follow progress and exit with the outcome")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow progress and exit with the outcome (a lost Temporal is retried for up to 5 minutes)",
+    )
     p.add_argument("--by", default=None, help="who starts it (default $SLUICE_USER, $USER or cli)")
     p.add_argument(
         "--force",
