@@ -183,7 +183,7 @@ def test_start_wait_exits_with_the_outcome_across_a_temporal_restart(
         with running_stack(server, tmp_path, f"restart-{os.getpid() % 10000}") as stack:
             spec = stack.spec([{"set_weight": 20}, {"pause": "8s"}, {"set_weight": 100}])
             waiting = subprocess.Popen(
-                [sys.executable, "-m", "sluice", "start", "-f", str(spec), "--wait"],
+                [sys.executable, "-m", "sluice", "start", "-f", str(spec), "--wait", "--output", "json"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -204,8 +204,8 @@ def test_start_wait_exits_with_the_outcome_across_a_temporal_restart(
             finally:
                 waiting.kill()
             assert waiting.returncode == 0, out + err
-            assert "lost Temporal at" in out and "answers again" in out, out
-            assert f"{stack.service} v2: promoted." in out
+            assert "lost Temporal at" in err and "answers again" in err, err
+            assert json.loads(out)["phase"] == "promoted"  # stdout stays one JSON document
             assert haproxy_weights(stack) == (0, 100)
     finally:
         for worker in workers:
