@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from temporalio import exceptions as temporal_errors
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.cli import main as cli
@@ -47,6 +47,7 @@ from sluice.runtime.client import (
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 WF = "rollout-checkout"
+COMPLETED = WorkflowExecutionStatus.COMPLETED
 
 
 def rpc(status: RPCStatusCode, message: str = "boom") -> RPCError:
@@ -234,6 +235,73 @@ def test_spec_files_unreadable_or_invalid_are_invalid_spec(tmp_path: Path) -> No
     with pytest.raises(InvalidSpec) as caught:
         read_spec_file(tmp_path / "bad.yaml")
     assert {i.path for i in caught.value.issues} >= {"steps"}
+
+
+# --- start: re-runs are idempotent -----------------------------------------------------------
+
+
+EXAMPLE = read_spec_file(ROOT / "examples" / "rollout.yaml")  # checkout v2
+DIGEST = EXAMPLE.digest()
+
+
+class LatestRun:
+    """What `describe` returns for the service's latest run (the fields `start` reads)."""
+
+    def __init__(self, status: WorkflowExecutionStatus) -> None:
+        self.id, self.run_id, self.status, self.start_time = WF, "r1", status, NOW
+
+
+class StartingTemporal(FakeTemporal):
+    """Also records `start_workflow` calls; a new run gets the id `r2`."""
+
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("start_workflow")
+        return type("Handle", (), {"id": kwargs["id"], "result_run_id": "r2"})()
+
+
+def latest(status: WorkflowExecutionStatus, outcome: RolloutStatus | None = None) -> StartingTemporal:
+    return StartingTemporal(describe=[LatestRun(status)], result=[outcome or rpc(RPCStatusCode.INTERNAL)])
+
+
+@pytest.mark.parametrize(
+    ("temporal", "outcome"),
+    [
+        (
+            StartingTemporal(describe=[rpc(RPCStatusCode.NOT_FOUND, "workflow not found")]),
+            StartOutcome.STARTED,
+        ),
+        (latest(COMPLETED, rollout_status(Phase.PROMOTED, digest=DIGEST)), StartOutcome.ALREADY_PROMOTED),
+        (latest(COMPLETED, rollout_status(Phase.ROLLED_BACK, digest=DIGEST)), StartOutcome.STARTED),
+        (latest(COMPLETED, rollout_status(Phase.ABORTED, digest=DIGEST)), StartOutcome.STARTED),
+        (
+            latest(COMPLETED, rollout_status(Phase.PROMOTED, version="v1", digest=DIGEST)),
+            StartOutcome.STARTED,
+        ),
+        (latest(WorkflowExecutionStatus.TERMINATED), StartOutcome.STARTED),
+        (latest(WorkflowExecutionStatus.CANCELED), StartOutcome.STARTED),
+    ],
+    ids=["first", "promoted", "after-rollback", "after-abort", "new-version", "terminated", "cancelled"],
+)
+async def test_start_runs_anew_unless_the_latest_run_promoted_this_spec(
+    temporal: StartingTemporal, outcome: StartOutcome
+) -> None:
+    started = await client_of(temporal).start(EXAMPLE, "ci")
+    assert started.outcome == outcome
+    assert ("start_workflow" in temporal.calls) == (outcome == StartOutcome.STARTED)
+    if outcome == StartOutcome.ALREADY_PROMOTED:
+        assert started.run_id == "r1" and started.status is not None
+        assert started.status.phase == Phase.PROMOTED
+
+
+async def test_the_promoted_version_with_another_spec_is_refused_unless_forced() -> None:
+    temporal = latest(COMPLETED, rollout_status(Phase.PROMOTED, digest="0ther"))
+    with pytest.raises(PromotedWithAnotherSpec) as caught:
+        await client_of(temporal).start(EXAMPLE, "ci")
+    assert "start_workflow" not in temporal.calls
+    assert "0ther" in caught.value.message and EXAMPLE.digest() in caught.value.message
+    assert "--force" in caught.value.message
+    forced = await client_of(temporal).start(EXAMPLE, "ci", force=True)
+    assert forced.outcome == StartOutcome.STARTED and forced.run_id == "r2"
 
 
 # --- follow across a lost connection --------------------------------------------------------
