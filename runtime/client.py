@@ -458,15 +458,27 @@ class SluiceClient:
         - Otherwise (first rollout, a new version, a retry after a rollback, an abort or a
           failure) a new run starts at step 1 (`STARTED`).
 
-        `force=True` starts a new run at step 1 even after such a promotion. Raises
-        `AnotherRolloutRunning` when another version or spec runs (nothing started),
-        `TemporalUnavailable` otherwise. The check and the start are two calls: a rollout
-        started by someone else in between is then refused as running, never doubled.
+        `force=True` starts a new run at step 1 even after such a promotion (a running rollout
+        is still attached to or refused). Raises `AnotherRolloutRunning` when another version
+        or spec runs (nothing started), `TemporalUnavailable` otherwise. A running rollout is
+        never started over: one that ends while `start` looks is looked at again, and one
+        started by someone else between the look and the start is attached to or refused.
         """
         digest = spec.digest()
         for _ in range(2):  # a second try only if the running one ended while we looked at it
-            if not force:
-                promoted = await self._promoted(spec, digest)
+            try:
+                latest: WorkflowExecutionDescription | None = await self._describe_latest_run(spec.service)
+            except RolloutNotFound:
+                latest = None
+            if latest is not None and latest.status == WorkflowExecutionStatus.RUNNING:
+                # Attach or refuse without trying to start: were it promoted a moment later,
+                # a start would run it again from step 1.
+                attached = await self._attach(spec, digest)
+                if attached is not None:
+                    return attached
+                continue  # it just ended: look again
+            if latest is not None and not force:
+                promoted = await self._promoted(latest, spec, digest)
                 if promoted is not None:
                     return promoted
             try:
@@ -706,17 +718,13 @@ class SluiceClient:
             static_details=static_details(build_plan(spec), started_by),
         )
 
-    async def _promoted(self, spec: AnySpec, digest: str) -> StartResult | None:
-        """`ALREADY_PROMOTED` if the latest run promoted this version with this digest; None to start.
-
-        Raises `PromotedWithAnotherSpec` for this version promoted with another digest.
-        """
-        try:
-            description = await self._describe_latest_run(spec.service)
-        except RolloutNotFound:
-            return None
+    async def _promoted(
+        self, description: WorkflowExecutionDescription, spec: AnySpec, digest: str
+    ) -> StartResult | None:
+        """`ALREADY_PROMOTED` if this closed latest run promoted this version with this digest;
+        None to start anew. Raises `PromotedWithAnotherSpec` for another digest."""
         if description.status != WorkflowExecutionStatus.COMPLETED:
-            return None  # running (start attaches or refuses), or ended otherwise: a retry
+            return None  # cancelled, terminated, failed, timed out: a retry
         try:
             final = await self._handle(description.id, description.run_id).result(follow_runs=False)
         except WorkflowFailureError:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from temporalio import exceptions as temporal_errors
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.cli import main as cli
@@ -249,6 +250,8 @@ class LatestRun:
 
     def __init__(self, status: WorkflowExecutionStatus) -> None:
         self.id, self.run_id, self.status, self.start_time = WF, "r1", status, NOW
+        self.close_time = None if status == WorkflowExecutionStatus.RUNNING else NOW
+        self.typed_search_attributes = TypedSearchAttributes.empty
 
 
 class StartingTemporal(FakeTemporal):
@@ -291,6 +294,17 @@ async def test_start_runs_anew_unless_the_latest_run_promoted_this_spec(
     if outcome == StartOutcome.ALREADY_PROMOTED:
         assert started.run_id == "r1" and started.status is not None
         assert started.status.phase == Phase.PROMOTED
+
+
+async def test_a_rollout_promoted_while_start_looks_is_not_started_again() -> None:
+    # The first look sees it running, the attach finds it ended, the second look finds it promoted.
+    running, completed = LatestRun(WorkflowExecutionStatus.RUNNING), LatestRun(COMPLETED)
+    temporal = StartingTemporal(
+        describe=[running, completed, completed], result=[rollout_status(Phase.PROMOTED, digest=DIGEST)]
+    )
+    started = await client_of(temporal).start(EXAMPLE, "ci")
+    assert started.outcome == StartOutcome.ALREADY_PROMOTED
+    assert "start_workflow" not in temporal.calls
 
 
 async def test_the_promoted_version_with_another_spec_is_refused_unless_forced() -> None:
