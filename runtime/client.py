@@ -47,7 +47,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from sluice.cli.plan import build_plan, static_details, static_summary
 from sluice.contracts import search_attributes as sa
 from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
 from sluice.contracts.names import (
@@ -61,6 +60,7 @@ from sluice.contracts.names import (
     UPDATE_APPROVE,
     WORKFLOW_TYPE,
 )
+from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, SpecError, SpecIssue, load_spec, workflow_id_for
 from sluice.contracts.status import Phase, RolloutStatus
 from sluice.contracts.text import cap

@@ -28,9 +28,9 @@ from sluice.cli.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_ori
 from sluice.cli.console import Console
 from sluice.cli.dev import run_dev_server
 from sluice.cli.exits import CliError, ExitCode, exit_code_for_error
-from sluice.cli.plan import build_plan, plan_json
 from sluice.cli.render import render_list, render_plan, render_valid
 from sluice.contracts.names import TASK_QUEUE
+from sluice.contracts.plan import build_plan, plan_json
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecIssue
 from sluice.contracts.status import RolloutStatus
 from sluice.runtime import telemetry

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sluice.cli.plan import Plan, how, versions, where
 from sluice.contracts.durations import format_duration
+from sluice.contracts.plan import Plan, how, versions, where
 from sluice.contracts.spec import AnySpec, RingRolloutSpec
 from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 

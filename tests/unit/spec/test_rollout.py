@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sluice.cli.plan import build_plan, plan_json
 from sluice.cli.render import render_plan
+from sluice.contracts.plan import build_plan, plan_json
 from sluice.contracts.spec import (
     RingRolloutSpec,
     RolloutSpec,

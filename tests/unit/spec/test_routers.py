@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sluice.cli.plan import build_plan, static_details, static_summary
+from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import (
     load_spec,
     parse_spec,
