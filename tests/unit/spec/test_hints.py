@@ -160,3 +160,37 @@ def test_issues_carry_the_line_of_their_field() -> None:
     [issue] = err.value.issues
     assert issue.path == "router.backend"
     assert issue.line == EXAMPLE_TEXT.splitlines().index("  backend: be_checkout") + 1 and issue.column == 3
+
+
+# --- one pass -------------------------------------------------------------------------------
+
+
+def test_a_bad_address_no_longer_hides_a_missing_bound() -> None:
+    text = EXAMPLE_TEXT.replace("address: http://127.0.0.1:9090", "address: htp://127.0.0.1:9090", 1)
+    text = text.replace("      max: 0.5\n", "")
+    assert [p for p, _ in issues_of(text)] == ["analysis.metrics[2].address", "analysis.metrics[2]"]
+    assert "needs a bound" in issues_of(text)[1][1]
+
+
+def test_a_bad_name_no_longer_hides_a_model_rule_of_the_same_router() -> None:
+    text = EXAMPLE_TEXT.replace("  backend: be_checkout", "  backend: 'be checkout'", 1)
+    text = text.replace("  canary_server: canary", "  canary_server: stable", 1)
+    issues = issues_of(text)
+    assert [p for p, _ in issues] == ["router.backend", "router"]
+    assert "are the same server" in issues[1][1]
+
+
+def test_a_rule_that_reads_a_bad_field_is_not_run_on_a_guess() -> None:
+    # `compare` is refused, so whether `max` may go with it cannot be judged: no second issue.
+    text = EXAMPLE_TEXT.replace("      max: 0.01\n", "      max: 0.01\n      compare: stabel\n", 1)
+    assert [p for p, _ in issues_of(text)] == ["analysis.metrics[0].compare"]
+
+
+def test_a_bad_top_level_field_does_not_make_rings_report_it_missing() -> None:
+    text = (ROOT / "examples" / "rings.yaml").read_text().replace("version: v2", "version: v 2", 1)
+    assert [p for p, _ in issues_of(text)] == ["version"]
+
+
+def test_valid_specs_are_untouched_by_the_one_pass_check() -> None:
+    spec = load_spec(EXAMPLE_TEXT)
+    assert spec.model_dump(mode="json")["version"] == "v2"
