@@ -18,7 +18,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -334,8 +334,9 @@ FollowEvent = StatusPolled | ConnectionLost | Reconnected | Ended
 # --- spec files -----------------------------------------------------------------------------
 
 
-def read_spec_file(path: str | Path) -> AnySpec:
-    """Load and validate a spec file (`-` reads stdin); raise `InvalidSpec` listing every issue."""
+def read_spec_file(path: str | Path, overrides: Sequence[str] = ()) -> AnySpec:
+    """Load and validate a spec file (`-` reads stdin), with `KEY=VALUE` overrides of simple fields
+    (`--set`, see `sluice.contracts.spec.load_spec`); raise `InvalidSpec` listing every issue."""
     source = "<stdin>" if str(path) == "-" else str(path)
     try:
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
@@ -343,7 +344,7 @@ def read_spec_file(path: str | Path) -> AnySpec:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise InvalidSpec(f"cannot read {source}: {reason}.", source, []) from None
     try:
-        return load_spec(text, source=source)
+        return load_spec(text, source=source, overrides=overrides)
     except SpecError as err:
         raise InvalidSpec(str(err), err.source, err.issues) from None
 

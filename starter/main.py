@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import sys
@@ -31,7 +32,14 @@ from sluice.cli.exits import CliError, ExitCode, exit_code_for_error
 from sluice.cli.render import render_list, render_plan, render_valid
 from sluice.contracts.names import TASK_QUEUE
 from sluice.contracts.plan import build_plan, plan_json
-from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecIssue
+from sluice.contracts.spec import (
+    AnySpec,
+    RingRolloutSpec,
+    RolloutSpec,
+    ServiceName,
+    SpecIssue,
+    rollout_json_schema,
+)
 from sluice.contracts.status import RolloutStatus
 from sluice.runtime import telemetry
 from sluice.runtime.client import (
@@ -111,18 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
+    def spec_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a simple field before validating, e.g. version=v3 or analysis.interval=10s; "
+            "repeatable (text fields keep VALUE as written: version=1.10 stays 1.10)",
+        )
+
     for name, text in (
         ("validate", "check a rollout spec; print every problem with its field path"),
         ("plan", "show the steps as a timeline with the shortest total duration"),
     ):
-        add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        spec_arguments(add(name, text))
+
+    add("schema", "print the spec's JSON Schema, for editors (see docs/spec.md)", False)
 
     p = add(
         "start",
         "start the rollout a spec describes (or attach to the same one running; "
         "nothing to do if the latest rollout promoted this very spec)",
     )
-    p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+    spec_arguments(p)
     p.add_argument(
         "--wait",
         action="store_true",
@@ -210,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands -------------------------------------------------------------------------------
 
 
-def read_spec(path: str) -> tuple[AnySpec, str]:
-    """Load and validate a spec; unreadable or invalid raises `InvalidSpec` (exit 2, every issue)."""
-    return read_spec_file(path), "<stdin>" if path == "-" else path
+def read_spec(path: str, overrides: Sequence[str] = ()) -> tuple[AnySpec, str]:
+    """Load and validate a spec with `--set` overrides; unreadable or invalid raises `InvalidSpec`."""
+    return read_spec_file(path, overrides), "<stdin>" if path == "-" else path
 
 
 def spec_invalid(source: str, issues: list[SpecIssue], console: Console) -> ExitCode:
@@ -226,7 +247,7 @@ def spec_invalid(source: str, issues: list[SpecIssue], console: Console) -> Exit
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, source = read_spec(args.file)
+    spec, source = read_spec(args.file, args.set)
     if console.json_output:
         console.data(
             {
@@ -246,7 +267,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)
+    spec, _ = read_spec(args.file, args.set)
     plan = build_plan(spec)
     if console.json_output:
         console.data(plan_json(plan))
@@ -256,7 +277,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)  # invalid: exit 2 before Temporal is contacted
+    spec, _ = read_spec(args.file, args.set)  # invalid: exit 2 before Temporal is contacted
     attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
     # The trace begins here: the workflow, its activities and later signals join it.
     with telemetry.cli_span("sluice start", attributes) as span:
@@ -355,6 +376,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cmd_validate(args, console)
     if args.command == "plan":
         return cmd_plan(args, console)
+    if args.command == "schema":
+        console.say(json.dumps(rollout_json_schema(), indent=2))
+        return ExitCode.OK
     if args.command == "dev":
         return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
     if args.command == "worker":

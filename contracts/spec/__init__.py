@@ -1,7 +1,8 @@
 """The rollout spec: what a user writes in `rollout.yaml`, validated strictly (unknown fields are errors)."""
 
 # Modules: base (the base model, name validators, strict numbers), routers, steps (and presets),
-# metrics (and analysis), rollout (the rollout and ring specs, digest), errors, loading. Every
+# metrics (and analysis), rollout (the rollout and ring specs, digest), errors, loading (YAML,
+# `--set` overrides), schema (the JSON Schema for editors). Every
 # public name is re-exported here: import from `sluice.contracts.spec`.
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from sluice.contracts.spec.routers import (
     RuleArn,
     TargetGroupArn,
 )
+from sluice.contracts.spec.schema import SCHEMA_ID, rollout_json_schema
 from sluice.contracts.spec.steps import (
     PRESET_NAMES,
     ApprovalSpec,
@@ -63,6 +65,7 @@ __all__ = [
     "PRESET_NAMES",
     "PROVIDER_TYPES",
     "ROUTER_TYPES",
+    "SCHEMA_ID",
     "ALBRouter",
     "AnalysisSpec",
     "AnySpec",
@@ -105,5 +108,6 @@ __all__ = [
     "load_spec",
     "parse_any_spec",
     "parse_spec",
+    "rollout_json_schema",
     "workflow_id_for",
 ]

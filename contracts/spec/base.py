@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, get_args
@@ -13,12 +14,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 from sluice.contracts.durations import Duration
@@ -90,6 +92,20 @@ def _positive_duration(value: timedelta) -> timedelta:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Matching(AfterValidator):
+    """An AfterValidator that also writes `regex` into the JSON Schema as a `pattern`, so an editor
+    flags a bad name as it is typed (the validator's message stays the one users read)."""
+
+    regex: re.Pattern[str] | None = None
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        schema = handler(core_schema)
+        if self.regex is not None:  # fullmatch, as the validator matches; `\Z` is `$` in ECMA regex
+            schema["pattern"] = "^(?:" + self.regex.pattern.replace("\\Z", "$") + ")$"
+        return schema
+
+
 def pattern(regex: re.Pattern[str], what: str, example: str) -> AfterValidator:
     """A validator refusing a string `regex` does not match: `'x' is not {what}, e.g. {example}`."""
 
@@ -98,13 +114,13 @@ def pattern(regex: re.Pattern[str], what: str, example: str) -> AfterValidator:
             raise ValueError(f"{value!r} is not {what}, e.g. {example!r}")
         return value
 
-    return AfterValidator(check)
+    return Matching(check, regex=regex)
 
 
-ServiceName = Annotated[str, AfterValidator(_service)]
-SafeName = Annotated[str, AfterValidator(_safe_name)]
-VersionLabel = Annotated[str, AfterValidator(_version)]
-MetricName = Annotated[str, AfterValidator(_metric_name)]
+ServiceName = Annotated[str, Matching(_service, regex=_SERVICE)]
+SafeName = Annotated[str, Matching(_safe_name, regex=_SAFE_NAME)]
+VersionLabel = Annotated[str, Matching(_version, regex=_VERSION)]
+MetricName = Annotated[str, Matching(_metric_name, regex=_METRIC_NAME)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 """Free text (an approver, an alarm, a dimension): any characters but control characters."""
@@ -130,7 +146,8 @@ class SpecModel(BaseModel):
     """Base for every spec model: unknown fields are errors, models are immutable, and a model with
     a bad field still runs its cross-field checks on the fields that are fine (one pass)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A field's docstring is its description in the JSON Schema (`sluice schema`) editors show.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     @model_validator(mode="wrap")
     @classmethod

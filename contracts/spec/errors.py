@@ -216,12 +216,12 @@ def unknown_field(name: str, known: tuple[str, ...] = ()) -> str:
     return text + (f"; the fields here are {', '.join(known)}" if known else "")
 
 
-def _members(tp: Any) -> list[Any]:
+def members(tp: Any) -> list[Any]:
     """`tp` without Annotated and None: the one type, or the members of a union."""
     while get_origin(tp) is Annotated:
         tp = get_args(tp)[0]
     if get_origin(tp) in (Union, types.UnionType):
-        return [m for arg in get_args(tp) if arg is not type(None) for m in _members(arg)]
+        return [m for arg in get_args(tp) if arg is not type(None) for m in members(arg)]
     return [tp]
 
 
@@ -243,7 +243,7 @@ def fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, 
     for part in loc:
         models = [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]
         if isinstance(part, int):
-            current = [a for m in current if get_origin(m) is list for a in _members(get_args(m)[0])]
+            current = [a for m in current if get_origin(m) is list for a in members(get_args(m)[0])]
             continue
         tagged = [m for m in models if part in _tag_of(m)]
         if tagged and len(models) > 1:
@@ -253,7 +253,7 @@ def fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, 
         for m in models:
             info = m.model_fields.get(part)
             if info is not None:
-                nxt += _members(info.annotation)
+                nxt += members(info.annotation)
         current = nxt
     models = [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]
     if len(models) != 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from sluice.contracts.spec.errors import SpecError, SpecIssue, issues_from
+from sluice.contracts.spec.overrides import apply_overrides
 from sluice.contracts.spec.rollout import AnySpec, RingRolloutSpec, RolloutSpec
 
 
@@ -25,8 +27,11 @@ def parse_any_spec(data: object, source: str = "spec") -> AnySpec:
     return _validate(data, source, None)
 
 
-def _validate(data: object, source: str, document: _Document | None) -> AnySpec:
-    """`parse_any_spec`, with the YAML document's places and scalars for the issues when known."""
+def _validate(
+    data: object, source: str, document: _Document | None, set_by: Mapping[str, str] | None = None
+) -> AnySpec:
+    """`parse_any_spec`, with the YAML document's places and scalars for the issues when known, and
+    the `--set` that gave a field (`set_by`: path -> `--set KEY=VALUE`)."""
     if not isinstance(data, dict):
         raise SpecError(
             [SpecIssue(path="", message="a spec is a YAML mapping with service, version, router, steps")],
@@ -36,8 +41,20 @@ def _validate(data: object, source: str, document: _Document | None) -> AnySpec:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        issues = issues_from(err, model, document.scalars if document else None)
-        raise SpecError([document.place(i) if document else i for i in issues], source) from None
+        set_by = set_by or {}
+        scalars = {} if document is None else _unset(document.scalars, set_by)
+        issues = []
+        for issue in issues_from(err, model, scalars):
+            if issue.path in set_by:  # not where the file writes it: the command line gave it
+                issue = issue.model_copy(update={"message": f"{issue.message} (set by {set_by[issue.path]})"})
+            elif document is not None:
+                issue = document.place(issue)
+            issues.append(issue)
+        raise SpecError(issues, source) from None
+
+
+def _unset(scalars: dict[str, str], set_by: Mapping[str, str]) -> dict[str, str]:
+    return {path: text for path, text in scalars.items() if path not in set_by}
 
 
 MAX_CHARACTERS = 1 << 20
@@ -210,8 +227,11 @@ def _yaml_error(err: yaml.YAMLError, source: str) -> str:
     return text
 
 
-def load_spec(text: str, source: str = "spec") -> AnySpec:
+def load_spec(text: str, source: str = "spec", overrides: Sequence[str] = ()) -> AnySpec:
     """Parse YAML text into a validated spec; raise SpecError (never a traceback-worthy error).
+
+    `overrides` are `KEY=VALUE` settings of simple fields applied before validation (`--set`,
+    see `apply_overrides`); an issue of a field they set says so.
 
     Hostile documents (over a megabyte, nested deeper than MAX_DEPTH, alias bombs) are refused
     with a message before they are expanded or validated.
@@ -233,11 +253,18 @@ def load_spec(text: str, source: str = "spec") -> AnySpec:
         message = f"not a spec: nested too deeply to read (a spec is at most {MAX_DEPTH} levels)"
         raise SpecError([SpecIssue(path="", message=message)], source) from None
     document = loader.document
-    if document.duplicates:
-        # Still validate what YAML made of it, so every other problem is listed in the same pass.
-        try:
-            _validate(data, source, document)
-        except SpecError as err:
-            raise SpecError([*document.duplicates, *err.issues], source) from None
-        raise SpecError(document.duplicates, source)
-    return _validate(data, source, document)
+    data, problems = apply_overrides(data, overrides)
+    problems = [*document.duplicates, *problems]
+    try:
+        spec = _validate(data, source, document, _set_keys(overrides))
+    except SpecError as err:
+        # Every other problem is listed in the same pass as duplicates and bad `--set`s.
+        raise SpecError([*problems, *err.issues], source) from None
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def _set_keys(overrides: Sequence[str]) -> dict[str, str]:
+    """`{"version": "--set version=v3"}`: how each path given by `--set` is named in its issues."""
+    return {item.partition("=")[0].strip(): f"--set {item}" for item in overrides if "=" in item}

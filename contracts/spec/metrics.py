@@ -25,6 +25,7 @@ from sluice.contracts.spec.base import (
 
 class _MetricBase(SpecModel):
     name: MetricName
+    """Metric name (lowercase letters, digits, `_ . -`), unique in its analysis."""
 
 
 class _ComparableMetric(_MetricBase):
@@ -36,8 +37,11 @@ class _ComparableMetric(_MetricBase):
     """
 
     compare: Literal["stable"] | None = None
+    """`stable`: a sequential test against the stable version instead of fixed bounds."""
     alpha: Annotated[Number, Field(gt=0, le=0.2)] = 0.01
+    """With `compare`: the false-rollback probability allowed over the whole rollout."""
     tolerance: Annotated[Number, Field(ge=0, le=10)] = 0.1
+    """With `compare`: fail only above (1 + tolerance) times stable's rate."""
 
     def _compare_rule(self, what: str, min_requests: int) -> str:
         return (
@@ -64,7 +68,9 @@ class HAProxyMetric(_ComparableMetric):
     provider: Literal["haproxy"]
     measure: Literal["error_ratio"] = "error_ratio"
     max: Annotated[Number, Field(ge=0, le=1)] | None = None
+    """Fail above this 5xx ratio (0-1) of the new version's server."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """Fewer responses than this (per version, with `compare`): inconclusive, never a pass."""
 
     @model_validator(mode="after")
     def _bound_or_compare(self) -> HAProxyMetric:
@@ -89,8 +95,11 @@ class HttpMetric(_MetricBase):
 
     provider: Literal["http"]
     url: HttpUrl
+    """Requested with GET from the worker; 2xx and 3xx are successes."""
     requests: Annotated[Count, Field(ge=1, le=100)] = 5
+    """Requests per tick, sent concurrently."""
     min_success_ratio: Annotated[Number, Field(ge=0, le=1)]
+    """Fail below this share (0-1) of successful answers."""
     timeout: PositiveDuration = timedelta(seconds=2)
 
     def describe(self) -> str:
@@ -112,9 +121,13 @@ class PrometheusMetric(_ComparableMetric):
 
     provider: Literal["prometheus"]
     address: HttpUrl
+    """Prometheus base URL, e.g. http://127.0.0.1:9090."""
     query: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """Instant PromQL query returning one sample; `{{version}}`, `{{stable_version}}`, `{{service}}`."""
     max: Number | None = None
+    """Fail above this value."""
     min: Number | None = None
+    """Fail below this value."""
     timeout: PositiveDuration = timedelta(seconds=5)
     requests: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
     errors: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
@@ -318,10 +331,15 @@ class AnalysisSpec(SpecModel):
     """Metrics checked every `interval` from the first weight > 0 until the last step."""
 
     interval: Duration = timedelta(seconds=5)
+    """Time between analysis ticks, at least 500ms."""
     failure_limit: Annotated[Count, Field(ge=0, le=1000)] = 0
+    """Failing ticks tolerated in total; one more rolls back."""
     inconclusive_limit: Annotated[Count, Field(ge=0, le=1000)] = 6
+    """Inconclusive ticks in a row tolerated; one more applies `on_inconclusive`."""
     on_inconclusive: Literal["rollback", "pause"] = "rollback"
+    """What too many inconclusive ticks do: roll back, or pause for a human."""
     metrics: Annotated[list[MetricSpec], Field(min_length=1, max_length=50)]
+    """At least one metric; a tick fails if any metric fails."""
 
     @field_validator("interval")
     @classmethod

@@ -64,17 +64,27 @@ class _RolloutShape(SpecModel):
     """What every rollout has, with or without rings: versions, strategy, steps, analysis."""
 
     service: ServiceName
+    """Service name (lowercase letters, digits, '-'; at most 63): one running rollout per service."""
     version: VersionLabel
+    """Label of the new version (letters, digits, `_ . + -`); quote numbers: "1.10"."""
     stable_version: VersionLabel | None = None
+    """Label of the version being replaced; `{{stable_version}}` in Prometheus queries."""
     strategy: Literal["canary", "blue_green"] = "canary"
+    """`canary` (the steps shift traffic) or `blue_green` (100% at once after the steps)."""
     preset: PresetName | ExponentialPreset | None = None
+    """Named steps instead of `steps` (CodeDeploy's names, or AppConfig-style exponential)."""
     steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] = Field(
         default_factory=list, validate_default=True
     )
+    """The steps, each one of `set_weight: N`, `pause: 30s`, `pause: {}` or `approval: {...}`."""
     pre_promotion: PrePromotionSpec | None = None
+    """blue_green only: analysis against green before it gets user traffic."""
     post_promotion: Duration | None = None
+    """A watch after 100%: analysis keeps running this long and a failure rolls back."""
     scale_down_delay: Duration | None = None
+    """blue_green only: how long blue must stay deployed after the switch (at least post_promotion)."""
     analysis: AnalysisSpec | None = None
+    """Metrics checked every interval from the first weight above 0; without it steps run on time."""
     notify: Annotated[list[NotifyTarget], Field(max_length=20)] = Field(default_factory=list)
     """Webhooks told of every phase change and every tick with a failing verdict."""
 
@@ -222,6 +232,7 @@ class RolloutSpec(_RolloutShape):
     """A whole rollout: which service, which versions, where traffic is split, steps, analysis."""
 
     router: RouterSpec
+    """Where traffic is split: `type` haproxy, alb, lambda_alias, apigateway or route53."""
 
     @model_validator(mode="after")
     def _router_counters(self) -> RolloutSpec:
@@ -241,7 +252,9 @@ class RingSpec(SpecModel):
     """One ring (a cluster, region or account): its own router, optionally its own analysis."""
 
     name: MetricName
+    """Ring name (lowercase letters, digits, `_ . -`), unique among the rings."""
     router: RouterSpec
+    """The ring's own router (any type)."""
     analysis: AnalysisSpec | None = None
     """Defaults to the spec's top-level `analysis`."""
     soak: PositiveDuration | None = None
@@ -255,7 +268,9 @@ class RingRolloutSpec(_RolloutShape):
     """The same release rolled out ring by ring; a failing ring rolls back itself, then earlier rings."""
 
     rings: Annotated[list[RingSpec], Field(min_length=1, max_length=50)]
+    """The rings, in order; each runs the steps with its own router."""
     earlier_rings_on_failure: Literal["rollback", "stay"] = "rollback"
+    """When a ring fails: roll the earlier rings back too (newest first), or leave them."""
 
     @model_validator(mode="after")
     def _rings_valid(self) -> RingRolloutSpec:

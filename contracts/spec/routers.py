@@ -41,11 +41,16 @@ class HAProxyRouter(SpecModel):
 
     type: Literal["haproxy"]
     admin_socket: Annotated[str | list[str], AfterValidator(_admin_sockets)]
-    """One HAProxy instance's runtime API, or a list of them (an HA pair, a fleet): each gets every change."""
+    """HAProxy's runtime API (`level admin`: a unix socket path or host:port), or a list of them (an HA
+    pair, a fleet): each gets every change."""
     backend: SafeName
+    """The backend holding both servers."""
     stable_server: SafeName
+    """The server running the current version."""
     canary_server: SafeName
+    """The server running the new version."""
     timeout: PositiveDuration = timedelta(seconds=5)
+    """Per runtime API command."""
 
     @model_validator(mode="after")
     def _distinct_servers(self) -> HAProxyRouter:
