@@ -28,15 +28,19 @@ _DURATION: dict[str, Any] = {
 
 
 def rollout_json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a rollout spec, with `$id`, title and field descriptions."""
-    generated = TypeAdapter(AnySpec).json_schema()
+    """The JSON Schema (draft-07) of a rollout spec, with `$id`, title and field descriptions.
+
+    Draft-07, not pydantic's 2020-12: the VS Code YAML extension (yaml-language-server) validates
+    with draft-07 and below, and SchemaStore serves schemas to it and to most editors.
+    """
+    generated = TypeAdapter(AnySpec).json_schema(ref_template="#/definitions/{model}")
     defs: dict[str, Any] = generated["$defs"]
     _shorthands(defs)
     for definition in defs.values():
         for prop in definition.get("properties", {}).values():
             prop.pop("title", None)  # "Set Weight": the field's own name says it better
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
         "title": "Sluice rollout spec",
         "description": (
@@ -47,9 +51,9 @@ def rollout_json_schema() -> dict[str, Any]:
         ),
         # The loader's rule: a spec with `rings:` is a ring rollout, any other a single rollout.
         "if": {"required": ["rings"]},
-        "then": {"$ref": "#/$defs/RingRolloutSpec"},
-        "else": {"$ref": "#/$defs/RolloutSpec"},
-        "$defs": defs,
+        "then": {"$ref": "#/definitions/RingRolloutSpec"},
+        "else": {"$ref": "#/definitions/RolloutSpec"},
+        "definitions": defs,
     }
 
 

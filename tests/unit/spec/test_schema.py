@@ -17,7 +17,7 @@ from tests.unit.spec.support import ROOT, history_specs
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 SCHEMA = rollout_json_schema()
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 
 
 def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -33,11 +33,11 @@ def schema_errors(data: Any) -> list[str]:
     ]
 
 
-def test_the_schema_is_a_valid_draft_2020_12_schema_ready_for_schemastore() -> None:
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
-    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+def test_the_schema_is_a_valid_draft_07_schema_ready_for_schemastore() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert SCHEMA["$id"] == SCHEMA_ID and SCHEMA["title"] and SCHEMA["description"]
-    top = SCHEMA["$defs"]["RolloutSpec"]["properties"]
+    top = SCHEMA["definitions"]["RolloutSpec"]["properties"]
     assert all(top[name].get("description") for name in ("service", "version", "router", "steps", "analysis"))
 
 
