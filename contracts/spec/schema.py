@@ -17,7 +17,9 @@ from sluice.contracts.durations import DURATION_HINT
 from sluice.contracts.spec.rollout import AnySpec
 
 SCHEMA_ID = "https://raw.githubusercontent.com/sluice-rollouts/sluice/main/docs/rollout.schema.json"
-"""Where the schema is published (the copy in docs/), as its `$id` and for `$schema=` lines."""
+"""Where the schema is published (the copy in docs/), as its `$id` and for `$schema=` lines: the raw
+URL of docs/rollout.schema.json on the default branch; change it here (and regenerate the copy) if
+the repository lives elsewhere."""
 
 _DURATION: dict[str, Any] = {
     "type": "string",
