@@ -130,9 +130,13 @@ class PrometheusMetric(_ComparableMetric):
     """Fail below this value."""
     timeout: PositiveDuration = timedelta(seconds=5)
     requests: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare`: the counter selector of all requests, with `{{version}}`."""
     errors: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare`: the counter selector of failed requests, with `{{version}}`."""
     histogram: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare` (instead of requests/errors): a latency histogram's `_bucket` selector."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """With `compare`: requests each version must have served before the metric can pass."""
 
     @property
     def compares_latency(self) -> bool:
@@ -192,9 +196,13 @@ class CloudWatchQuery(SpecModel):
     """One CloudWatch metric (namespace, name, dimensions) and the statistic to read from it."""
 
     namespace: Annotated[str, pattern(_CW_NAMESPACE, "a CloudWatch namespace", "AWS/ApplicationELB")]
+    """E.g. AWS/ApplicationELB, AWS/Lambda."""
     metric_name: Annotated[PlainText, Field(min_length=1, max_length=255)]
+    """E.g. HTTPCode_Target_5XX_Count, RequestCount, Errors, Invocations."""
     dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(default_factory=dict)
+    """Name: value pairs selecting the new version's series, e.g. {TargetGroup: targetgroup/...}."""
     stat: Annotated[str, pattern(_CW_STAT, "a CloudWatch statistic", "Sum")] = "Sum"
+    """Sum (counts), Average, Minimum, Maximum, SampleCount, or a percentile such as p99."""
 
 
 class CloudWatchMetric(_ComparableMetric):
@@ -210,15 +218,23 @@ class CloudWatchMetric(_ComparableMetric):
 
     provider: Literal["cloudwatch"]
     errors: CloudWatchQuery | None = None
+    """With `requests`: the count of failed requests (stat Sum)."""
     requests: CloudWatchQuery | None = None
+    """With `errors`: the count of all requests (stat Sum)."""
     value: CloudWatchQuery | None = None
+    """Instead of errors/requests: one statistic that must stay within `min`/`max`."""
     max: Number | None = None
+    """Fail above this (the error ratio, 0-1, or the value)."""
     min: Number | None = None
+    """Fail below this value."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """Fewer requests than this (per version, with `compare`): inconclusive, never a pass."""
     period: Duration = timedelta(seconds=60)
+    """CloudWatch's period: 1s, 5s, 10s, 30s or a multiple of 60s."""
     window: PositiveDuration | None = None
     """How far back to look; by default since the new version's first weight > 0."""
     region: AwsRegion | None = None
+    """Default: boto3's."""
     stable_dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(
         default_factory=dict
     )
@@ -311,8 +327,11 @@ class CloudWatchAlarmGate(_MetricBase):
     alarms: Annotated[
         list[Annotated[PlainText, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=100)
     ]
+    """Metric or composite alarm names; the verdict fails while any is in ALARM."""
     on_insufficient_data: Literal["pass", "inconclusive"] = "pass"
+    """What an alarm in INSUFFICIENT_DATA counts as."""
     region: AwsRegion | None = None
+    """Default: boto3's."""
 
     def describe(self) -> str:
         """What the metric must show to pass, in words."""

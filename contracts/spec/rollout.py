@@ -41,6 +41,7 @@ class PrePromotionSpec(SpecModel):
     duration: Duration
     """At least this long before the switch; the analysis runs every interval meanwhile."""
     analysis: AnalysisSpec | None = None
+    """The analysis run against green meanwhile (e.g. an http metric on a preview URL)."""
 
     @field_validator("duration")
     @classmethod

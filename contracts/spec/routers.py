@@ -125,10 +125,15 @@ class ALBRouter(SpecModel):
 
     type: Literal["alb"]
     listener_arn: ListenerArn
+    """The listener whose forward action is weighted."""
     rule_arn: RuleArn | None = None
+    """Weight this rule's forward action instead of the default action; a rule of `listener_arn`."""
     stable_target_group_arn: TargetGroupArn
+    """The target group running the current version."""
     canary_target_group_arn: TargetGroupArn
+    """The target group running the new version; must differ from stable."""
     region: AwsRegion | None = None
+    """Default: the region in `listener_arn`."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ALBRouter:
@@ -165,14 +170,19 @@ class LambdaAliasRouter(SpecModel):
 
     type: Literal["lambda_alias"]
     function_name: Annotated[str, pattern(_LAMBDA_FUNCTION, "a Lambda function name or ARN", "checkout-api")]
+    """The function's name or ARN."""
     alias: Annotated[str, pattern(_LAMBDA_ALIAS, "a Lambda alias name (not a number)", "live")]
+    """The alias whose routing is weighted (not a number)."""
     stable_function_version: Annotated[
         str, pattern(_LAMBDA_VERSION, "a published Lambda version number (not $LATEST)", "7")
     ]
+    """The published version the alias serves now, quoted: "7"."""
     canary_function_version: Annotated[
         str, pattern(_LAMBDA_VERSION, "a published Lambda version number (not $LATEST)", "8")
     ]
+    """The published version of the new code, quoted: "8"."""
     region: AwsRegion | None = None
+    """Default: the region in a function ARN, else boto3's default."""
 
     @model_validator(mode="after")
     def _distinct_versions(self) -> LambdaAliasRouter:
@@ -203,10 +213,15 @@ class ApiGatewayRouter(SpecModel):
 
     type: Literal["apigateway"]
     rest_api_id: Annotated[str, pattern(_APIGW_ID, "a REST API id", "a1b2c3d4e5")]
+    """The REST API."""
     stage: Annotated[str, pattern(_APIGW_STAGE, "a stage name", "prod")]
+    """The stage whose canary settings are weighted."""
     stable_deployment_id: Annotated[str, pattern(_APIGW_ID, "a deployment id", "abc123")]
+    """The deployment the stage serves now."""
     canary_deployment_id: Annotated[str, pattern(_APIGW_ID, "a deployment id", "def456")]
+    """The new version's deployment."""
     region: AwsRegion | None = None
+    """Default: boto3's."""
 
     @model_validator(mode="after")
     def _distinct_deployments(self) -> ApiGatewayRouter:
@@ -235,14 +250,19 @@ class Route53Router(SpecModel):
 
     type: Literal["route53"]
     hosted_zone_id: Annotated[str, pattern(_HOSTED_ZONE, "a hosted zone id", "Z0123456789ABCDEFGHIJ")]
+    """The hosted zone (a `/hostedzone/` prefix is accepted)."""
     record_name: Annotated[str, pattern(_DNS_NAME, "a DNS name", "api.example.com")]
+    """The weighted records' name, e.g. api.example.com."""
     record_type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NAPTR", "PTR", "SPF", "DS"] = "A"
+    """The weighted records' type."""
     stable_set_identifier: Annotated[
         str, pattern(_SET_IDENTIFIER, "a record SetIdentifier (1-128 characters)", "checkout-v1")
     ]
+    """The SetIdentifier of the current version's record."""
     canary_set_identifier: Annotated[
         str, pattern(_SET_IDENTIFIER, "a record SetIdentifier (1-128 characters)", "checkout-v2")
     ]
+    """The SetIdentifier of the new version's record."""
     wait_after_change: Duration = timedelta(0)
     """Time to wait after each change is INSYNC, so resolvers' caches (the records' TTL) expire."""
 
