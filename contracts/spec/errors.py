@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import types
 from collections.abc import Mapping
@@ -116,7 +117,7 @@ def _not_a_number(kind: str, given: object) -> str:
     if isinstance(given, bool):
         why = "true and false are not numbers"
     elif isinstance(given, str):
-        why = "write it without quotes"
+        why = "write it without quotes" if _looks_numeric(given) else ""
     elif isinstance(given, float) and kind == "int_type":
         why = "write it without a fraction"
     else:
@@ -259,6 +260,14 @@ def fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, 
     if len(models) != 1:
         return ()
     return tuple(name for name in models[0].model_fields if name != "watch")
+
+
+def _looks_numeric(text: str) -> bool:
+    """`"10"`, `" 0.5"`: a number in quotes (`"ten"`, `"inf"` are not)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def issue_of(

@@ -75,6 +75,8 @@ def test_a_bad_value_is_reported_at_its_field_with_the_set_that_gave_it() -> Non
 def test_numbers_are_parsed_as_yaml_scalars_where_a_number_belongs() -> None:
     [(path, message)] = issues("analysis.failure_limit=1.5")
     assert path == "analysis.failure_limit" and "without a fraction" in message
+    [(path, message)] = issues("analysis.failure_limit=two")
+    assert message == 'expected a whole number, got "two" (set by --set analysis.failure_limit=two)'
 
 
 def test_bad_sets_come_with_the_files_other_problems() -> None:
