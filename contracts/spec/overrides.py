@@ -27,7 +27,8 @@ def apply_overrides(data: object, overrides: Sequence[str]) -> tuple[object, lis
     """`data` (a spec mapping, not changed) with each `KEY=VALUE` set, and the problems of the `--set`s.
 
     KEY is a dotted path of simple fields (`version`, `stable_version`, `analysis.interval`,
-    `router.canary_server`): a name, number, duration or choice, not a list or mapping. VALUE is
+    `router.canary_server`): a name, number, duration or choice, not a list or mapping (a field
+    that takes either, such as `router.admin_socket` or `preset`, is set to the one value). VALUE is
     read as a YAML scalar where the field takes a number (`analysis.failure_limit=2`); a field that
     takes text keeps VALUE as written, so `version=1.10` stays "1.10".
     """
@@ -58,7 +59,7 @@ def _set(data: dict[str, Any], key: str, value: str) -> str | None:
             return unknown_field(name, fields)
         kinds = members(model.model_fields[name].annotation)
         if depth == len(parts) - 1:
-            if not all(_is_scalar(kind) for kind in kinds):
+            if not any(_is_scalar(kind) for kind in kinds):  # `admin_socket` is one address or a list
                 return (
                     f"`{key}` is not a simple field (a name, number, duration or choice); "
                     "`--set` does not replace lists or mappings: edit the spec"

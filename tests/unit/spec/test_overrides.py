@@ -37,6 +37,11 @@ def test_a_router_field_is_set_in_the_router_its_type_names() -> None:
     assert spec.router.canary_target_group_arn == arn  # type: ignore[union-attr]
 
 
+def test_a_field_taking_a_value_or_a_list_is_set_to_the_value() -> None:
+    spec = load_spec(TEXT, overrides=["router.admin_socket=127.0.0.1:9999"])
+    assert spec.router.admin_socket == "127.0.0.1:9999"  # type: ignore[union-attr]
+
+
 def test_the_last_of_two_sets_wins_and_no_set_changes_nothing() -> None:
     assert load_spec(TEXT, overrides=["version=v3", "version=v4"]).version == "v4"
     assert load_spec(TEXT, overrides=[]).digest() == load_spec(TEXT).digest()
