@@ -211,7 +211,7 @@ def _cross_field_errors(
         try:
             values[name] = _field_adapter(model, name).validate_python(data[name])
         except ValidationError:
-            failed.add(name)  # a field validator of the model refused it: treat it as failed
+            failed.add(name)  # not expected (it raised no error above), but never judge on a guess
     partial = model.model_construct(**values)
     for name in failed:
         partial.__dict__.pop(name, None)  # reading it raises AttributeError: the check is skipped

@@ -72,7 +72,8 @@ class _Refused(yaml.YAMLError):
 class _SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing documents nested deeper than MAX_DEPTH while composing them
     (before the recursive composer overflows the stack) and alias graphs that expand to more
-    than MAX_VALUES values or refer to themselves (before anything walks the expansion)."""
+    than MAX_VALUES values or refer to themselves (before anything walks the expansion). It also
+    reads the composed nodes into `document`: duplicate keys, and each path's line and scalar text."""
 
     def __init__(self, stream: str, source: str) -> None:
         super().__init__(stream)
