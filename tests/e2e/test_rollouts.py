@@ -23,10 +23,17 @@ pytestmark = pytest.mark.integration
 
 
 def status(stack: Stack) -> dict[str, Any]:
+    """The status read in-process; `test_status_json_is_what_the_cli_prints` ties it to the CLI."""
+    return stack.status()
+
+
+def test_status_json_is_what_the_cli_prints(stack: Stack, worker: ManagedProcess) -> None:
+    spec = stack.spec([{"set_weight": 50}, {"pause": "1s"}, {"set_weight": 100}])
+    start(stack, spec)
+    final = wait_status(stack, lambda s: s["phase"] == "promoted")
     done = stack.sluice("status", stack.service, "--output", "json")
     assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    assert json.loads(done.stdout) == final
 
 
 def wait_status(stack: Stack, check: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
