@@ -36,7 +36,7 @@ from sluice.contracts import errors
 from sluice.contracts.calls import OperatorInput, TrafficState
 from sluice.contracts.names import SIGNAL_ABORT
 from sluice.contracts.text import cap
-from sluice.runtime.client import RolloutNotRunning, RolloutRecord, SluiceError
+from sluice.runtime.client import FORCED_ABORT, RolloutNotRunning, RolloutRecord, SluiceError
 from sluice.runtime.history import RunRouter, SpecUnreadable, started_with
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ ROUTER_CALL_TIMEOUT = 30.0
 """No single router call may hang the break glass for longer than this."""
 APPLY_ATTEMPTS = 3
 """Tries of `set_weights(0)` per router (a read-back that differs is retried, as the activity is)."""
-REASON_PREFIX = "sluice abort --force"
 ENDED_ON_ITS_OWN = (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CANCELED)
 """Closed runs whose final split the workflow verified itself (completed; cancelled after its
 rollback): `--force` refuses them. Terminated, failed and timed-out runs did not, so it acts."""
@@ -153,7 +152,7 @@ async def force_abort(
         try:
             await client.temporal.get_workflow_handle(record.workflow_id, run_id=record.run_id).signal(
                 SIGNAL_ABORT,
-                OperatorInput(by=by, reason=f"{REASON_PREFIX}: {reason}"),
+                OperatorInput(by=by, reason=f"{FORCED_ABORT}: {reason}"),
                 rpc_timeout=timedelta(seconds=10),
             )
             signalled = True
@@ -176,7 +175,7 @@ async def force_abort(
     if record.running:
         weights = "; ".join(f"{s.label}: {_split(s.after)} ({s.after.detail})" for s in splits if s.after)
         termination_reason = cap(
-            f"{REASON_PREFIX} by {by}: 100% stable applied by the CLI and verified: {weights}. "
+            f"{FORCED_ABORT} by {by}: 100% stable applied by the CLI and verified: {weights}. "
             f"Reason: {reason}",
             2000,
         )

@@ -33,6 +33,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowHistoryEventFilterType,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
@@ -75,6 +76,8 @@ DEFAULT_UI_URL = "http://127.0.0.1:8233"
 CONNECT_TIMEOUT = 15.0
 RECONNECT_FOR = 300.0
 """How long `follow`/`wait` keep retrying after losing Temporal (a server restart) before giving up."""
+FORCED_ABORT = "sluice abort --force"
+"""How the reason of a terminate by the break glass begins (see `sluice.runtime.breakglass`)."""
 MEMO_TRAFFIC_TARGETS = "traffic_targets"
 """Memo key: the traffic target keys a rollout drives (`AnySpec.traffic_targets`), read from
 list results (no worker, no history) when another rollout starts."""
@@ -205,13 +208,15 @@ class RolloutEndedWithoutResult(SluiceError):
     """The rollout's workflow closed without a final status: cancelled, terminated, timed out or failed.
 
     `last_status` is the last status a worker reported (None if none ever did). Only
-    `terminated` skips the rollback, so traffic then stays where `last_status` says.
+    `terminated` skips the rollback, so traffic then stays where `last_status` says;
+    `force_aborted` is a terminate by `sluice abort --force`, which put 100% on stable and
+    read it back first (the detail quotes its reason with the weights).
     """
 
     def __init__(
         self,
         workflow_id: str,
-        how: Literal["cancelled", "terminated", "timed_out", "failed"],
+        how: Literal["cancelled", "terminated", "force_aborted", "timed_out", "failed"],
         detail: str,
         last_status: RolloutStatus | None,
     ) -> None:
@@ -446,6 +451,21 @@ class SluiceClient:
         if status is None:
             raise NoWorker(record)
         return status
+
+    async def termination_reason(self, record: RolloutRecord) -> str | None:
+        """Why the run `record` names was terminated (its close event's reason); None if it was not."""
+        if record.temporal_status != "terminated":
+            return None
+        handle = self._handle(record.workflow_id, record.run_id)
+        try:
+            async for event in handle.fetch_history_events(
+                event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+            ):
+                if event.HasField("workflow_execution_terminated_event_attributes"):
+                    return event.workflow_execution_terminated_event_attributes.reason
+        except RPCError as err:
+            raise self._rpc_error(err, f"read how {record.workflow_id} ended") from None
+        return None
 
     async def list_rollouts(self, service: str | None = None, limit: int = 50) -> list[RolloutRecord]:
         """Rollout runs newest first, from the search attributes (no worker needed).
@@ -906,6 +926,10 @@ def _ended_without_result(
     if isinstance(cause, temporal_errors.CancelledError):
         return RolloutEndedWithoutResult(workflow_id, "cancelled", "was cancelled through Temporal", last)
     if isinstance(cause, temporal_errors.TerminatedError):
+        if cause.message.startswith(FORCED_ABORT):
+            return RolloutEndedWithoutResult(
+                workflow_id, "force_aborted", f"was ended by {cause.message}", last
+            )
         detail = "was terminated: no rollback ran, so check the router's weights"
         return RolloutEndedWithoutResult(workflow_id, "terminated", detail, last)
     if isinstance(cause, temporal_errors.TimeoutError):

@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     INVALID = 2
     """Invalid input: a bad spec or arguments, or no (running) rollout for the service."""
     ABORTED = 3
-    """An operator aborted the rollout, or it was cancelled through Temporal."""
+    """An operator aborted the rollout (also with `abort --force`), or it was cancelled through Temporal."""
     CONFLICT = 4
     """Another rollout (a different version or spec) is running for the service, a running
     rollout of another service drives the same traffic target, or this version was already
@@ -52,7 +52,7 @@ def exit_code_for_error(err: SluiceError) -> ExitCode:
         return ExitCode.INVALID
     if isinstance(err, AnotherRolloutRunning | PromotedWithAnotherSpec | TrafficTargetBusy):
         return ExitCode.CONFLICT
-    if isinstance(err, RolloutEndedWithoutResult) and err.how == "cancelled":
+    if isinstance(err, RolloutEndedWithoutResult) and err.how in ("cancelled", "force_aborted"):
         return ExitCode.ABORTED
     return ExitCode.UNAVAILABLE
 

@@ -18,6 +18,7 @@ from sluice.cli.render import Progress, render_status, step_label, when
 from sluice.contracts.spec import AnySpec
 from sluice.contracts.status import RolloutStatus
 from sluice.runtime.client import (
+    FORCED_ABORT,
     NO_WORKER_HINT,
     ApprovalResult,
     ConnectionLost,
@@ -38,10 +39,12 @@ if TYPE_CHECKING:
 # --- status ---------------------------------------------------------------------------------
 
 
-def closed_note(record: RolloutRecord) -> str | None:
+def closed_note(record: RolloutRecord, termination_reason: str | None = None) -> str | None:
     """Why a closed rollout's status may read as unfinished: it did not end on its own."""
     if record.temporal_status in ("running", "completed", "unknown"):
         return None
+    if termination_reason and termination_reason.startswith(FORCED_ABORT):
+        return f"the workflow was ended at {when(record.closed_at)} by {termination_reason}"
     if record.temporal_status == "terminated":
         return (
             f"the workflow was terminated at {when(record.closed_at)}: no rollback ran, "
@@ -66,13 +69,15 @@ def fallback_summary(record: RolloutRecord) -> list[str]:
 async def show_status(client: SluiceClient, service: str, console: Console) -> ExitCode:
     """Print the latest rollout's status; with no worker, what Temporal knows, then `NoWorker`."""
     record = await client.record(service)
+    note = closed_note(record, await client.termination_reason(record))
     try:
         status = await client.status_of(record)
     except NoWorker:
         if not console.json_output:
             console.say(*fallback_summary(record), f"  web UI    {client.ui_link(service)}")
+            if note:
+                console.say(f"  note      {note}")
         raise
-    note = closed_note(record)
     if console.json_output:
         if note:
             console.warn(note)

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,14 +64,15 @@ def terminated_reason(stack: Stack) -> str:
     return reason
 
 
-def start_at_30(stack: Stack, worker: ManagedProcess) -> None:
-    """A rollout at 30% baking for 10 minutes, started with a live worker."""
+def start_at_30(stack: Stack, worker: ManagedProcess) -> Path:
+    """A rollout at 30% baking for 10 minutes, started with a live worker; returns its spec."""
     spec = stack.spec([{"set_weight": 30}, {"pause": "10m"}, {"set_weight": 100}])
     done = stack.sluice("start", "-f", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
     wait_weights(stack, (70, 30))
     counts = send_requests(stack.haproxy.url, 100)
     assert 25 <= counts.by_version.get("v2", 0) <= 35, counts  # a roundrobin cycle may straddle the change
+    return spec
 
 
 def force(stack: Stack, *extra: str) -> Any:
@@ -81,8 +84,14 @@ def force(stack: Stack, *extra: str) -> Any:
 def test_abort_force_without_any_worker_puts_all_on_stable_and_terminates(
     stack: Stack, worker: ManagedProcess
 ) -> None:
-    start_at_30(stack, worker)
+    spec = start_at_30(stack, worker)
     worker.stop()  # deaf: no worker will ever run this rollout's compensation
+    # A CI job re-running its `start --wait` attaches and waits for the outcome.
+    env = {**os.environ, **stack.server.env()}
+    argv = [sys.executable, "-m", "sluice", "start", "-f", str(spec), "--wait"]
+    waiting = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
 
     # First the router is out of reach: refused, nothing touched, the workflow still runs.
     socket = Path(stack.haproxy.router()["admin_socket"])
@@ -114,6 +123,15 @@ def test_abort_force_without_any_worker_puts_all_on_stable_and_terminates(
     assert "stable 100 / canary 0" in reason and "worker gone, canary must go" in reason
     shown = history(stack)
     assert '"signalName": "abort"' in shown  # who and why, recorded before the terminate
+
+    # The waiting CI job ends as for an abort (3), quoting the break glass.
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 3, out + err
+    assert "was ended by sluice abort --force by alice" in out + err
+    # `status` says how it ended even without a worker (it exits 5: no worker answers).
+    shown_status = stack.sluice("status", stack.service)
+    assert shown_status.returncode == 5, shown_status.stdout + shown_status.stderr
+    assert "by sluice abort --force by alice: 100% stable applied" in shown_status.stdout
 
     # Once ended by the break glass, a second one only re-applies and re-reads.
     again = force(stack)

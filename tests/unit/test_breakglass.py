@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio import exceptions as temporal_errors
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
@@ -19,6 +20,7 @@ from sluice.contracts import errors
 from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import HAProxyRouter
 from sluice.runtime import breakglass
+from sluice.runtime import client as client_module
 from sluice.runtime.breakglass import RouterUnreachable, TrafficNotVerified, force_abort
 from sluice.runtime.client import RolloutNotRunning
 from sluice.runtime.history import RunRouter, StartedWith
@@ -192,3 +194,13 @@ async def test_a_terminated_rollout_gets_stable_but_nothing_recorded_on_it(
     forced = await run(calls, WorkflowExecutionStatus.TERMINATED)
     assert "set0 eu" in calls and not [c for c in calls if c.startswith(("signal", "terminate"))]
     assert forced.temporal_status == "terminated" and not forced.terminated
+
+
+def test_a_rollout_ended_by_the_break_glass_exits_as_aborted_for_whoever_waited() -> None:
+    reason = "sluice abort --force by alice: 100% stable applied by the CLI and verified: ..."
+    failure = WorkflowFailureError(cause=temporal_errors.TerminatedError(reason))
+    ended = client_module._ended_without_result("rollout-checkout", failure, None)
+    assert ended.how == "force_aborted" and f"was ended by {reason}" in ended.message
+    assert exit_code_for_error(ended) == ExitCode.ABORTED
+    plain = WorkflowFailureError(cause=temporal_errors.TerminatedError("by hand"))
+    assert exit_code_for_error(client_module._ended_without_result("w", plain, None)) == ExitCode.UNAVAILABLE
