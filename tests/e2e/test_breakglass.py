@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import yaml
 from tests.e2e.conftest import ROOT, Stack, WorkerPool
 from tests.support.load import send_requests
 from tests.support.procs import ManagedProcess, wait_until
+from tests.support.temporal import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -174,6 +176,32 @@ def test_abort_force_on_a_rollout_whose_workflow_task_keeps_failing(
     assert send_requests(stack.haproxy.url, 50).by_version == {"v1": 50}
     assert execution_status(stack) == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
     assert "verified: " in terminated_reason(stack)
+
+
+def test_abort_force_reads_an_encrypted_spec_only_with_the_codec_key(
+    stack: Stack, worker_pool: WorkerPool, tmp_path: Path
+) -> None:
+    worker_pool.stop()  # its worker has no key: it must not pick up this rollout's tasks
+    key = {"SLUICE_CODEC_KEY": base64.b64encode(os.urandom(32)).decode()}
+    worker = start_worker(stack.server, tmp_path / "encrypting-worker.log", extra_env=key)
+    try:
+        spec = stack.spec([{"set_weight": 30}, {"pause": "10m"}, {"set_weight": 100}])
+        done = stack.sluice("start", "-f", str(spec), env=key)
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_weights(stack, (70, 30))
+    finally:
+        worker.stop()
+    assert str(stack.haproxy.admin_socket) not in history(stack)  # the spec is ciphertext
+
+    refused = force(stack)
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "SLUICE_CODEC_KEY" in refused.stderr and "Nothing was touched" in refused.stderr
+    assert weights(stack) == (70, 30)
+
+    done = stack.sluice("abort", stack.service, "--force", "--reason", "deaf", env=key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert weights(stack) == (100, 0)
+    assert execution_status(stack) == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
 
 
 def test_abort_force_refuses_a_rollout_that_ended_on_its_own(stack: Stack, worker: ManagedProcess) -> None:
