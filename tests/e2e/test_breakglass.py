@@ -15,16 +15,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, Stack, WorkerPool
+from tests.e2e.conftest import ROOT, Stack, WorkerPool, running_stack
 from tests.support.load import send_requests
 from tests.support.procs import ManagedProcess, wait_until
-from tests.support.temporal import start_worker
+from tests.support.temporal import DevServer, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +177,63 @@ def test_abort_force_on_a_rollout_whose_workflow_task_keeps_failing(
     assert send_requests(stack.haproxy.url, 50).by_version == {"v1": 50}
     assert execution_status(stack) == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
     assert "verified: " in terminated_reason(stack)
+
+
+@pytest.fixture
+def second_ring(dev_server: DevServer, stack: Stack) -> Iterator[Stack]:
+    workdir = stack.workdir / "ring2"
+    workdir.mkdir()
+    with running_stack(dev_server, workdir, stack.service, haproxy_service=f"{stack.service}-b") as ring:
+        yield ring
+
+
+def test_abort_force_on_a_ring_rollout_sets_every_ring_to_stable(
+    stack: Stack, second_ring: Stack, worker: ManagedProcess
+) -> None:
+    spec = stack.workdir / "rings.yaml"
+    data = {
+        "service": stack.service,
+        "version": "v2",
+        "stable_version": "v1",
+        "steps": [{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}],
+        "rings": [
+            {"name": "first", "router": stack.haproxy.router()},
+            {"name": "second", "router": second_ring.haproxy.router()},
+        ],
+    }
+    spec.write_text(yaml.safe_dump(data))
+    done = stack.sluice("start", "-f", str(spec))
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_weights(stack, (70, 30))
+    resumed = stack.sluice("resume", stack.service, "--reason", "first ring looks good")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    wait_weights(stack, (0, 100))  # the first ring promoted
+    wait_weights(second_ring, (70, 30))  # the second one paused at 30%
+
+    # Another service on the second ring's backend: refused, naming the ring rollout.
+    other = stack.spec([{"set_weight": 10}])
+    other.write_text(
+        yaml.safe_dump(
+            dict(yaml.safe_load(other.read_text()), service="intruder", router=second_ring.haproxy.router())
+        )
+    )
+    refused = stack.sluice("start", "-f", str(other))
+    assert refused.returncode == 4 and f"rollout-{stack.service}" in refused.stderr, refused.stderr
+
+    worker.stop()
+    forced = force(stack)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "ring first: " in forced.stdout and "ring second: " in forced.stdout, forced.stdout
+    for ring in (stack, second_ring):
+        assert weights(ring) == (100, 0)
+        assert send_requests(ring.haproxy.url, 40).by_version == {"v1": 40}
+    assert execution_status(stack) == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
+    child = f"rollout-{stack.service}-ring-second"
+    wait_until(
+        lambda: execution_status(stack, child) == "WORKFLOW_EXECUTION_STATUS_TERMINATED",
+        30,
+        what="the running ring terminated with its ring rollout",
+    )
 
 
 def test_abort_force_reads_an_encrypted_spec_only_with_the_codec_key(
