@@ -35,6 +35,7 @@ from sluice.activities.routers import TrafficRouter, router_for
 from sluice.contracts import errors
 from sluice.contracts.calls import OperatorInput, TrafficState
 from sluice.contracts.names import SIGNAL_ABORT
+from sluice.contracts.status import Phase, RolloutStatus
 from sluice.contracts.text import cap
 from sluice.runtime.client import FORCED_ABORT, RolloutNotRunning, RolloutRecord, SluiceError
 from sluice.runtime.history import RunRouter, SpecUnreadable, started_with
@@ -46,9 +47,9 @@ ROUTER_CALL_TIMEOUT = 30.0
 """No single router call may hang the break glass for longer than this."""
 APPLY_ATTEMPTS = 3
 """Tries of `set_weights(0)` per router (a read-back that differs is retried, as the activity is)."""
-ENDED_ON_ITS_OWN = (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CANCELED)
-"""Closed runs whose final split the workflow verified itself (completed; cancelled after its
-rollback): `--force` refuses them. Terminated, failed and timed-out runs did not, so it acts."""
+VERIFIED_PHASES = (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED)
+"""Final phases whose split the workflow read back itself; `failed` (a rollback that could not
+complete, e.g. a ring rollout whose ring failed so) did not."""
 
 
 class BreakGlassRefused(SluiceError):
@@ -123,12 +124,12 @@ async def force_abort(
     """Put 100% on stable for the rollout `description` names; see the module docstring."""
     record = RolloutRecord.of(description)
     service = record.service or record.workflow_id.removeprefix("rollout-")
-    if description.status in ENDED_ON_ITS_OWN:
-        phase = f", phase {record.phase}" if record.phase else ""
+    ended = await _ended_verified(client, description)
+    if ended is not None:
         raise RolloutNotRunning(
-            f"the rollout of {service} is not running: it ended on its own ({record.status_words}"
-            f"{phase}) with its final split read back by the workflow, so there is nothing to force. "
-            f"Check it with `sluice status {service}`; to move traffic, start a rollout.",
+            f"the rollout of {service} is not running: it ended on its own ({ended}) with its final "
+            "split read back by the workflow, so there is nothing to force. Check it with "
+            f"`sluice status {service}`; to move traffic, start a rollout.",
             record,
         )
     operator = OperatorInput(by=by, reason=reason)
@@ -222,6 +223,27 @@ async def force_abort(
         terminate_error=terminate_error,
         moved_after_terminate=moved,
     )
+
+
+async def _ended_verified(client: SluiceClient, description: WorkflowExecutionDescription) -> str | None:
+    """How the run ended, if it ended on its own with a verified split (then `--force` refuses).
+
+    Completed in a promoted, rolled-back or aborted phase (from its result, no worker needed),
+    or cancelled (the compensation ran first). Running, terminated, failed, timed out, completed
+    as `failed`, or a result this CLI cannot read: None, `--force` acts.
+    """
+    if description.status == WorkflowExecutionStatus.CANCELED:
+        return "cancelled after its rollback"
+    if description.status != WorkflowExecutionStatus.COMPLETED:
+        return None
+    handle = client.temporal.get_workflow_handle(
+        description.id, run_id=description.run_id, result_type=RolloutStatus
+    )
+    try:
+        final = await handle.result(follow_runs=False)
+    except Exception:  # another codec key, or a result that is not a status: unverified
+        return None
+    return f"completed, phase {final.phase.value}" if final.phase in VERIFIED_PHASES else None
 
 
 # --- router calls ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sluice.cli.exits import ExitCode, exit_code_for_error
 from sluice.contracts import errors
 from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import HAProxyRouter
+from sluice.contracts.status import Phase, RolloutStatus
 from sluice.runtime import breakglass
 from sluice.runtime import client as client_module
 from sluice.runtime.breakglass import RouterUnreachable, TrafficNotVerified, force_abort
@@ -64,8 +65,24 @@ class FakeRouter:
 
 
 class FakeHandle:
+    final_phase = Phase.PROMOTED
+    """The phase a completed run's result has."""
+
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
+
+    async def result(self, **kwargs: Any) -> RolloutStatus:
+        return RolloutStatus(
+            service="checkout",
+            version="v2",
+            spec_digest="d",
+            phase=self.final_phase,
+            message="",
+            step_index=0,
+            step_count=1,
+            step="",
+            started_at=NOW,
+        )
 
     async def signal(self, name: str, arg: Any, **kwargs: Any) -> None:
         self.calls.append(f"signal {name} by {arg.by}: {arg.reason}")
@@ -175,15 +192,36 @@ async def test_a_split_moved_by_a_late_activity_after_the_terminate_is_set_back(
     assert forced.routers[0].verified
 
 
-@pytest.mark.parametrize("status", [WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CANCELED])
+@pytest.mark.parametrize(
+    ("status", "phase"),
+    [
+        (WorkflowExecutionStatus.COMPLETED, Phase.PROMOTED),
+        (WorkflowExecutionStatus.COMPLETED, Phase.ROLLED_BACK),
+        (WorkflowExecutionStatus.COMPLETED, Phase.ABORTED),
+        (WorkflowExecutionStatus.CANCELED, Phase.PROMOTED),
+    ],
+)
 async def test_a_rollout_that_ended_on_its_own_is_refused(
-    monkeypatch: pytest.MonkeyPatch, status: WorkflowExecutionStatus
+    monkeypatch: pytest.MonkeyPatch, status: WorkflowExecutionStatus, phase: Phase
 ) -> None:
     calls: Calls = []
     rigged(monkeypatch, calls, FakeRouter("eu", calls, 100))
+    monkeypatch.setattr(FakeHandle, "final_phase", phase)
     with pytest.raises(RolloutNotRunning, match="ended on its own"):
         await run(calls, status)
     assert calls == []
+
+
+async def test_a_ring_rollout_completed_as_failed_is_not_verified_so_it_acts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A ring whose rollback could not complete: the ring rollout completes in phase `failed`.
+    calls: Calls = []
+    rigged(monkeypatch, calls, FakeRouter("eu", calls, 40))
+    monkeypatch.setattr(FakeHandle, "final_phase", Phase.FAILED)
+    forced = await run(calls, WorkflowExecutionStatus.COMPLETED)
+    assert "set0 eu" in calls and not [c for c in calls if c.startswith(("signal", "terminate"))]
+    assert forced.temporal_status == "completed" and forced.routers[0].verified
 
 
 async def test_a_terminated_rollout_gets_stable_but_nothing_recorded_on_it(
