@@ -77,6 +77,14 @@ class TrafficNotVerified(SluiceError):
         self.states = states
 
 
+class WorkflowNotEnded(SluiceError):
+    """100% stable was applied and read back, but Temporal refused to terminate the workflow."""
+
+    def __init__(self, message: str, workflow_id: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+
+
 @dataclass(frozen=True)
 class RouterSplit:
     """One router: its split before the break glass and as read back after (None: not read)."""
@@ -166,8 +174,8 @@ async def force_abort(
         lines = "; ".join(s.words() for s in splits)
         raise TrafficNotVerified(
             f"100% stable could not be applied and read back on every router of {record.workflow_id}: "
-            f"{lines}. The workflow was left running; fix the router and run `sluice abort {service} "
-            "--force` again.",
+            f"{lines}. {'The workflow was left running; f' if record.running else 'F'}ix the router and "
+            f"run `sluice abort {service} --force` again.",
             record.workflow_id,
             splits,
         )
@@ -187,9 +195,19 @@ async def force_abort(
             terminated = True
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
-                terminate_error = err.message
-            else:
-                terminate_error = "it had already closed"
+                signal_words = (
+                    "is recorded, so the workflow rolls back if it runs again"
+                    if signalled
+                    else "was not delivered either"
+                )
+                raise WorkflowNotEnded(
+                    f"100% stable is applied and read back on every router of {record.workflow_id}, "
+                    f"but Temporal did not terminate it: {err.message}. Its `abort` signal {signal_words}; "
+                    f"terminate it with `temporal workflow terminate --workflow-id {record.workflow_id}` "
+                    f"or run `sluice abort {service} --force` again.",
+                    record.workflow_id,
+                ) from None
+            terminate_error = "it had already closed"  # e.g. its own rollback finished meanwhile
 
     moved: list[str] = []
     if record.running:
@@ -333,5 +351,6 @@ __all__ = [
     "RouterSplit",
     "RouterUnreachable",
     "TrafficNotVerified",
+    "WorkflowNotEnded",
     "force_abort",
 ]

@@ -14,6 +14,7 @@ from temporalio import exceptions as temporal_errors
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.cli.exits import ExitCode, exit_code_for_error
 from sluice.contracts import errors
@@ -22,7 +23,7 @@ from sluice.contracts.spec import HAProxyRouter
 from sluice.contracts.status import Phase, RolloutStatus
 from sluice.runtime import breakglass
 from sluice.runtime import client as client_module
-from sluice.runtime.breakglass import RouterUnreachable, TrafficNotVerified, force_abort
+from sluice.runtime.breakglass import RouterUnreachable, TrafficNotVerified, WorkflowNotEnded, force_abort
 from sluice.runtime.client import RolloutNotRunning
 from sluice.runtime.history import RunRouter, StartedWith
 from tests.unit.test_client import NOW
@@ -242,3 +243,29 @@ def test_a_rollout_ended_by_the_break_glass_exits_as_aborted_for_whoever_waited(
     assert exit_code_for_error(ended) == ExitCode.ABORTED
     plain = WorkflowFailureError(cause=temporal_errors.TerminatedError("by hand"))
     assert exit_code_for_error(client_module._ended_without_result("w", plain, None)) == ExitCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "ends"),
+    [(RPCStatusCode.NOT_FOUND, "ok"), (RPCStatusCode.PERMISSION_DENIED, "WorkflowNotEnded")],
+    ids=["closed-meanwhile", "refused"],
+)
+async def test_a_terminate_that_fails_after_stable_is_verified(
+    monkeypatch: pytest.MonkeyPatch, status: RPCStatusCode, ends: str
+) -> None:
+    calls: Calls = []
+    rigged(monkeypatch, calls, FakeRouter("eu", calls, 30))
+
+    async def refuse(self: FakeHandle, reason: str | None = None, **kwargs: Any) -> None:
+        raise RPCError("no", status, b"")
+
+    monkeypatch.setattr(FakeHandle, "terminate", refuse)
+    if ends == "ok":  # its own rollback (from our abort signal) ended it first: fine
+        forced = await run(calls)
+        assert not forced.terminated and forced.terminate_error == "it had already closed"
+        return
+    with pytest.raises(WorkflowNotEnded) as caught:
+        await run(calls)
+    assert "100% stable is applied and read back" in caught.value.message
+    assert "temporal workflow terminate --workflow-id rollout-checkout" in caught.value.message
+    assert exit_code_for_error(caught.value) == ExitCode.UNAVAILABLE
