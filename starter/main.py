@@ -169,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("service", type=_service)
         p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
         p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
+        if name == "abort":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="last resort for a rollout that cannot act (no worker, a failing workflow task): "
+                "set 100%% stable through the routers from here, read it back, then terminate the "
+                "workflow (its own rollback is skipped); refused, touching nothing, if a router "
+                "cannot be reached",
+            )
 
     p = add(
         "approve",
@@ -348,6 +357,9 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     if not reason:
         raise CliError("--reason must say why; it is recorded with the action.", ExitCode.INVALID)
     client = await connect()
+    if getattr(args, "force", False):
+        forced = await client.force_abort(args.service, args.by or default_user(), reason)
+        return rollouts.say_forced(forced, console)
     sent = await client.signal(args.service, args.command, args.by or default_user(), reason)
     return rollouts.say_signalled(sent, args.service, console)
 

@@ -248,6 +248,10 @@ class RolloutSpec(_RolloutShape):
                     )
         return self
 
+    def traffic_targets(self) -> tuple[str, ...]:
+        """The traffic this rollout moves (its router's keys): one running rollout per target."""
+        return self.router.traffic_targets()
+
 
 class RingSpec(SpecModel):
     """One ring (a cluster, region or account): its own router, optionally its own analysis."""
@@ -307,6 +311,10 @@ class RingRolloutSpec(_RolloutShape):
             first = issue_of(err.errors()[0])
             where = f"{first.path}: " if first.path else ""
             raise located(f"rings[{index}]", f"ring {ring.name!r}: {where}{first.message}") from None
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """The traffic every ring's router moves: one running rollout per target."""
+        return tuple(sorted({key for ring in self.rings for key in ring.router.traffic_targets()}))
 
 
 AnySpec = RolloutSpec | RingRolloutSpec

@@ -36,6 +36,14 @@ def _admin_sockets(value: str | list[str]) -> str | list[str]:
     return [_admin_socket(v) for v in value]
 
 
+def _socket_key(value: str) -> str:
+    """A socket as a traffic target key: a unix path as written, `host:port` with the host in lower case."""
+    if value.startswith("/"):
+        return value
+    host, _, port = value.rpartition(":")
+    return f"{host.lower()}:{port}"
+
+
 class HAProxyRouter(SpecModel):
     """Two servers of one HAProxy backend, weighted through the runtime API."""
 
@@ -67,6 +75,15 @@ class HAProxyRouter(SpecModel):
             f"haproxy `{self.backend}` (stable server `{self.stable_server}`, "
             f"canary server `{self.canary_server}`)"
         )
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """What this router drives, one key per HAProxy instance: `haproxy:<admin socket>#<backend>`.
+
+        Two rollouts whose routers share a key would move the same traffic (see `RolloutSpec`'s
+        `traffic_targets`). Sockets are compared as written (a host name in lower case).
+        """
+        sockets = [self.admin_socket] if isinstance(self.admin_socket, str) else self.admin_socket
+        return tuple(sorted({f"haproxy:{_socket_key(s)}#{self.backend}" for s in sockets}))
 
 
 _ARN_PARTITION_REGION_ACCOUNT = r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
@@ -164,6 +181,10 @@ class ALBRouter(SpecModel):
             f"`{self.canary_target_group_arn.split(':targetgroup/', 1)[1]}`)"
         )
 
+    def traffic_targets(self) -> tuple[str, ...]:
+        """`alb:<rule ARN>`, or `alb:<listener ARN>#default` for the listener's default action."""
+        return (f"alb:{self.rule_arn}",) if self.rule_arn else (f"alb:{self.listener_arn}#default",)
+
 
 class LambdaAliasRouter(SpecModel):
     """A Lambda alias whose primary version is stable, with weighted routing to the new version."""
@@ -207,6 +228,14 @@ class LambdaAliasRouter(SpecModel):
             f"`{self.stable_function_version}`, canary version `{self.canary_function_version}`)"
         )
 
+    def traffic_targets(self) -> tuple[str, ...]:
+        """`lambda_alias:<function name>:<alias>`, the name taken out of an ARN.
+
+        Region and account are left out, so a name and its ARN are the same target; the same
+        name and alias in two regions then count as one (a refusal to wait for, never a clash missed).
+        """
+        return (f"lambda_alias:{self.function_name.rsplit(':function:', 1)[-1]}:{self.alias}",)
+
 
 class ApiGatewayRouter(SpecModel):
     """A REST API stage's canary settings: `percentTraffic` to the canary deployment."""
@@ -243,6 +272,10 @@ class ApiGatewayRouter(SpecModel):
             f"apigateway `{self.rest_api_id}/{self.stage}` (stable deployment "
             f"`{self.stable_deployment_id}`, canary deployment `{self.canary_deployment_id}`)"
         )
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """`apigateway:<rest api id>/<stage>` (REST API ids are random, so the region is left out)."""
+        return (f"apigateway:{self.rest_api_id}/{self.stage}",)
 
 
 class Route53Router(SpecModel):
@@ -292,6 +325,12 @@ class Route53Router(SpecModel):
             f"route53 `{self.record_name}` {self.record_type} (stable record `{self.stable_set_identifier}`, "
             f"canary record `{self.canary_set_identifier}`)"
         )
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """`route53:<zone id>:<record name>:<type>`, the name in lower case with its final dot."""
+        zone = self.hosted_zone_id.removeprefix("/hostedzone/")
+        name = self.record_name.lower().rstrip(".") + "."
+        return (f"route53:{zone}:{name}:{self.record_type}",)
 
 
 RouterModel = HAProxyRouter | ALBRouter | LambdaAliasRouter | ApiGatewayRouter | Route53Router
