@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,6 +65,7 @@ from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, SpecError, SpecIssue, load_spec, workflow_id_for
 from sluice.contracts.status import Phase, RolloutStatus
 from sluice.contracts.text import cap
+from sluice.contracts.text import utc_time as _utc
 from sluice.runtime import telemetry
 from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
 from sluice.runtime.history import SpecUnreadable, started_with
@@ -971,15 +972,6 @@ async def _memo_carrier(description: WorkflowExecutionDescription) -> dict[str, 
     if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
         return {str(k): v for k, v in value.items()}
     return None
-
-
-def _utc(at: datetime | None) -> str:
-    """An absolute time in UTC to the second, as the CLI prints times."""
-    if at is None:
-        return "-"
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 __all__ = [

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from sluice.cli.ci import LiveView, watching_line
 from sluice.cli.console import Console
 from sluice.cli.exits import ExitCode, exit_code_for, exit_code_for_error
-from sluice.cli.render import Progress, render_status, step_label, when
+from sluice.cli.render import Progress, render_status, step_label
 from sluice.contracts.spec import AnySpec
 from sluice.contracts.status import RolloutStatus
+from sluice.contracts.text import utc_time as when
 from sluice.runtime.client import (
     FORCED_ABORT,
     NO_WORKER_HINT,
