@@ -18,14 +18,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import analyze, preflight, rollback_traffic, set_traffic
+    from sluice.activities.rollout import analyze, preflight, set_traffic
     from sluice.contracts import errors, names
     from sluice.contracts.calls import (
         AnalyzeInput,
         CarriedState,
         OperatorInput,
         PreflightInput,
-        RollbackInput,
         RolloutInput,
         ServerCounters,
         SetTrafficInput,
@@ -35,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from sluice.contracts.status import (
         AnalysisCounters,
-        ApprovalWait,
         MetricVerdict,
         OperatorActionKind,
         Phase,
@@ -46,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from sluice.workflows.judge import judge, tick_verdict
     from sluice.workflows.observe import RolloutObserver
-    from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
+    from sluice.workflows.steering import ACTIVITY_TIMEOUT, RolloutBase, check_approval, failure_cause
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -57,18 +55,7 @@ ROUTER_RETRY = RetryPolicy(
 )
 """Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
 
-ROLLBACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-    non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
-)
-"""One round of rollback attempts; the workflow loops over rounds until traffic is back on stable,
-recording each stuck round in the status so it is visible while it lasts."""
-
 ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(milliseconds=200))
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
@@ -150,29 +137,14 @@ class RolloutWorkflow(RolloutBase):
                 self._start_analysis()
         elif inp.carried.analysis_running:
             self._start_analysis()
+        return await self._run_to_the_end(Phase.ROLLED_BACK, "a step failed for good")
 
-        try:
-            await self._run_steps()
-            if self._stop is None:
-                await self._stop_analysis()
-                return await self._finish(Phase.PROMOTED, self._promoted_message())
-        except BaseException as err:
-            # Compensate on a Temporal cancel (also during a timer) or a failure such as an
-            # activity that failed for good; never on continue-as-new or a bug in this code.
-            cancelled = isinstance(err, asyncio.CancelledError)
-            if not (cancelled or workflow.is_failure_exception(err)):
-                raise
-            if cancelled:
-                self._record_action("cancel", "Temporal cancel request", "temporal")
-                await self._compensate(Phase.ABORTED, "the workflow was cancelled")
-                raise
-            await self._compensate(Phase.ROLLED_BACK, f"a step failed for good: {failure_cause(err)}")
-            return self._status
-
-        assert self._stop is not None
-        phase, reason = self._stop
-        await self._compensate(phase, reason)
-        return self._status
+    async def _advance(self) -> RolloutStatus | None:
+        await self._run_steps()
+        if self._stop is not None:
+            return None
+        await self._stop_analysis()
+        return await self._finish(Phase.PROMOTED, self._promoted_message())
 
     # --- operator signals and the status query -------------------------------------------
 
@@ -262,7 +234,13 @@ class RolloutWorkflow(RolloutBase):
             elif step.watch is not None:
                 await self._bake(index, bake_left if resuming and bake_left else step.watch, gate=False)
             elif step.approval is not None:
-                await self._await_approval(index, step.approval, bake_left if resuming else None)
+                gate = step.approval
+                who = " or ".join(gate.approvers) if gate.approvers else "anyone"
+                message = (
+                    f"step {index + 1}: waiting for approval by {who} "
+                    f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
+                )
+                await self._await_approval(gate, gate.describe(), message, bake_left if resuming else None)
             elif step.pause is not None and step.pause.duration is not None:
                 # A bake carried over with no time left was waiting for a passing tick.
                 left = bake_left if resuming and bake_left is not None else step.pause.duration
@@ -403,56 +381,10 @@ class RolloutWorkflow(RolloutBase):
         finally:
             self._waiting_at_step = None
 
-    async def _await_approval(self, index: int, gate: ApprovalSpec, left: timedelta | None) -> None:
-        """Wait for an accepted `approve` update, an interruption, or the gate's timeout."""
-        now = workflow.now()
-        carried = self._status.approval
-        if left is not None and carried is not None and carried.deadline is not None:
-            # Continued as new at this gate: keep its original deadline to the millisecond.
-            timeout: timedelta | None = max(carried.deadline - now, timedelta(milliseconds=1))
-        else:
-            timeout = left if left is not None else gate.timeout
-            self._status.approval = ApprovalWait(
-                step=gate.describe(),
-                approvers=list(gate.approvers),
-                since=now,
-                deadline=now + timeout if timeout is not None else None,
-                on_timeout=gate.on_timeout,
-            )
-        self._gate, self._approved = gate, False
-        who = " or ".join(gate.approvers) if gate.approvers else "anyone"
-        self._status.message = (
-            f"step {index + 1}: waiting for approval by {who} "
-            f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
-        )
-        self._publish()
-        try:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._approved or self._interrupted() or self._history_full(),
-                    timeout=timeout,
-                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
-                )
-            except TimeoutError:
-                assert gate.timeout is not None
-                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
-                self._record_action("approval_timeout", reason, "sluice")
-                if gate.on_timeout == "rollback":
-                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
-                return
-            if not (self._approved or self._interrupted()):
-                remaining = None
-                if timeout is not None:
-                    remaining = max(timeout - (workflow.now() - now), timedelta(milliseconds=1))
-                await self._continue_as_new(index, True, remaining)
-        except workflow.ContinueAsNewError:
-            raise  # the gate (and its deadline) is carried into the next run as it is
-        except BaseException:
-            self._gate, self._status.approval = None, None
-            raise
-        self._gate, self._status.approval = None, None
-
     # --- continue-as-new ------------------------------------------------------------------
+
+    async def _continue_at_gate(self, remaining: timedelta | None) -> None:
+        await self._continue_as_new(self._status.step_index, True, remaining)
 
     async def _continue_as_new(self, index: int, step_started: bool, bake_left: timedelta | None) -> None:
         """Carry the whole state into a fresh run, at a wait, never mid-change.
@@ -568,39 +500,20 @@ class RolloutWorkflow(RolloutBase):
         self._status.phase = Phase.ROLLING_BACK
         self._status.message = f"rolling back to 100% stable: {reason}"
         self._publish()
-        while True:
-            try:
-                state = await workflow.execute_activity(
-                    rollback_traffic,
-                    RollbackInput(router=self._spec.router, reason=reason),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ROLLBACK_RETRY,
-                    summary="roll back to 100% stable",
-                )
-            except ActivityError as err:
-                self._status.rollback.attempts += ROLLBACK_RETRY.maximum_attempts
-                self._status.rollback.last_error = failure_cause(err)
-                if _non_retryable(err):
-                    await self._finish(
-                        Phase.FAILED,
-                        "ROLLBACK FAILED, traffic may still reach the new version: "
-                        f"{failure_cause(err)}. Fix the router and put 100% on stable by hand.",
-                    )
-                    raise ApplicationError(
-                        f"rollback of {self._spec.service} could not complete: {failure_cause(err)}",
-                        type="RollbackFailed",
-                        non_retryable=True,
-                    ) from err
-                self._status.message = (
-                    f"ROLLBACK STUCK after {self._status.rollback.attempts} attempts, still "
-                    f"retrying: {failure_cause(err)}"
-                )
-                self._publish()
-                continue
-            self._status.rollback.attempts += state.attempt
-            self._status.rollback.verified_at = workflow.now()
-            self._record_weights(state)
-            break
+        outcome = await self._roll_back_router(self._spec.router, reason, "")
+        if isinstance(outcome, ActivityError):
+            await self._finish(
+                Phase.FAILED,
+                "ROLLBACK FAILED, traffic may still reach the new version: "
+                f"{failure_cause(outcome)}. Fix the router and put 100% on stable by hand.",
+            )
+            raise ApplicationError(
+                f"rollback of {self._spec.service} could not complete: {failure_cause(outcome)}",
+                type="RollbackFailed",
+                non_retryable=True,
+            ) from outcome
+        self._status.rollback.verified_at = workflow.now()
+        self._record_weights(outcome)
         await self._finish(phase, f"{reason}; 100% of traffic is back on stable (verified)")
 
     def _promoted_message(self) -> str:
@@ -629,11 +542,6 @@ class RolloutWorkflow(RolloutBase):
 
     def _search_weight(self) -> int:
         return self._status.weights.canary if self._status.weights else 0
-
-
-def _non_retryable(err: ActivityError) -> bool:
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.non_retryable
 
 
 def _unmeasured(metric: str, why: str) -> MetricVerdict:
