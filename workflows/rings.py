@@ -49,6 +49,7 @@ class RingRolloutWorkflow(RolloutBase):
     """A release rolled out ring by ring, identified by `rollout-<service>` like a single rollout."""
 
     _input: RingRolloutInput
+    _state: RingCarriedState
 
     @workflow.init
     def __init__(self, inp: RingRolloutInput) -> None:
@@ -56,30 +57,32 @@ class RingRolloutWorkflow(RolloutBase):
         self._input = inp
         parent_id = workflow.info().workflow_id
         rings = inp.spec.rings
-        self._status = RolloutStatus(
-            service=inp.spec.service,
-            version=inp.spec.version,
-            stable_version=inp.spec.stable_version,
-            spec_digest=inp.spec_digest,
-            phase=Phase.PROGRESSING,
-            message=f"ring 1/{len(rings)}: {rings[0].name}",
-            step_index=0,
-            step_count=len(rings),
-            step=f"ring {rings[0].name}",
-            started_at=workflow.now(),
-            strategy="rings",
-            rings=[RingStatus(name=r.name, workflow_id=ring_workflow_id(parent_id, r.name)) for r in rings],
+        self._state = (
+            inp.carried.model_copy(deep=True)
+            if inp.carried is not None
+            else RingCarriedState(
+                status=RolloutStatus(
+                    service=inp.spec.service,
+                    version=inp.spec.version,
+                    stable_version=inp.spec.stable_version,
+                    spec_digest=inp.spec_digest,
+                    phase=Phase.PROGRESSING,
+                    message=f"ring 1/{len(rings)}: {rings[0].name}",
+                    step_index=0,
+                    step_count=len(rings),
+                    step=f"ring {rings[0].name}",
+                    started_at=workflow.now(),
+                    strategy="rings",
+                    rings=[
+                        RingStatus(name=r.name, workflow_id=ring_workflow_id(parent_id, r.name))
+                        for r in rings
+                    ],
+                ),
+                next_ring=0,
+                gate_pending=False,
+            )
         )
-        self._next = 0
-        self._gate_pending = False
-        self._gate_left: timedelta | None = None
-        self._promoted: list[int] = []
-        if inp.carried is not None:
-            self._status = inp.carried.status.model_copy(deep=True)
-            self._next = inp.carried.next_ring
-            self._gate_pending = inp.carried.gate_pending
-            self._gate_left = inp.carried.gate_remaining
-            self._promoted = list(inp.carried.promoted_rings)
+        """Every ring's status, the next ring, the gate before it, the promoted rings: carried whole."""
         self._child: workflow.ChildWorkflowHandle[RolloutWorkflow, RolloutStatus] | None = None
         self._stop: tuple[Phase, str] | None = None
         self._gate: ApprovalSpec | None = None
@@ -99,9 +102,9 @@ class RingRolloutWorkflow(RolloutBase):
         return await self._run_to_the_end(Phase.FAILED, "ring rollout failed")
 
     async def _advance(self) -> RolloutStatus | None:
-        while self._next < len(self._spec.rings) and self._stop is None:
-            index = self._next
-            if self._gate_pending:
+        while self._state.next_ring < len(self._spec.rings) and self._stop is None:
+            index = self._state.next_ring
+            if self._state.gate_pending:
                 await self._gate_before(index)
                 if self._stop is not None:
                     break
@@ -110,10 +113,10 @@ class RingRolloutWorkflow(RolloutBase):
                 # The ring rolled itself back (its own rollout's compensation); the saga does the rest.
                 self._stop = (result.phase, f"ring {self._spec.rings[index].name}: {result.message}")
                 break
-            self._promoted.append(index)
-            self._next = index + 1
-            self._gate_pending = self._spec.rings[index].approval is not None
-            self._gate_left = None
+            self._state.promoted_rings.append(index)
+            self._state.next_ring = index + 1
+            self._state.gate_pending = self._spec.rings[index].approval is not None
+            self._state.gate_remaining = None
         if self._stop is not None:
             return None
         return await self._finish(
@@ -165,8 +168,8 @@ class RingRolloutWorkflow(RolloutBase):
             # The child finished as the cancel arrived, swallowing it: the saga must still run,
             # and a ring that just got promoted is one of the rings to roll back.
             if result.phase is Phase.PROMOTED:
-                self._promoted.append(index)
-                self._next = index + 1
+                self._state.promoted_rings.append(index)
+                self._state.next_ring = index + 1
             raise asyncio.CancelledError()
         return result
 
@@ -179,8 +182,10 @@ class RingRolloutWorkflow(RolloutBase):
             f"ring {done} is promoted; waiting for approval to start ring {ring} "
             f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
         )
-        await self._await_approval(gate, f"{gate.describe()} before ring {ring}", message, self._gate_left)
-        self._gate_pending = False
+        await self._await_approval(
+            gate, f"{gate.describe()} before ring {ring}", message, self._state.gate_remaining
+        )
+        self._state.gate_pending = False
 
     async def _continue_at_gate(self, remaining: timedelta | None) -> None:
         await self._continue_as_new(remaining)
@@ -195,7 +200,7 @@ class RingRolloutWorkflow(RolloutBase):
         a ring whose router refuses it for good is left as it is, the others are still rolled
         back, and then the ring rollout fails with `RollbackFailed`, saying which rings are where.
         """
-        earlier = [i for i in reversed(self._promoted) if i < self._next]
+        earlier = [i for i in reversed(self._state.promoted_rings) if i < self._state.next_ring]
         if earlier and self._spec.earlier_rings_on_failure == "stay":
             names_ = ", ".join(self._spec.rings[i].name for i in earlier)
             await self._finish(phase, f"{reason}; earlier rings stay on the new version ({names_})")
@@ -264,27 +269,14 @@ class RingRolloutWorkflow(RolloutBase):
     # --- continue-as-new --------------------------------------------------------------------
 
     async def _continue_as_new(self, gate_left: timedelta | None) -> None:
-        """Only between rings (no child runs): carry every ring's status and the gate's time left."""
+        """Only between rings (no child runs), at the gate: carry the state whole, with `gate_left`."""
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop is not None or self._approved:
             return
         self._status.continued_as_new += 1
-        workflow.continue_as_new(
-            RingRolloutInput(
-                spec=self._spec,
-                spec_digest=self._input.spec_digest,
-                started_by=self._input.started_by,
-                continue_as_new_after_events=self._input.continue_as_new_after_events,
-                carried=RingCarriedState(
-                    status=self._status,
-                    next_ring=self._next,
-                    gate_pending=True,
-                    gate_remaining=gate_left,
-                    promoted_rings=self._promoted,
-                ),
-            )
-        )
+        self._state.gate_remaining = gate_left
+        workflow.continue_as_new(self._input.model_copy(update={"carried": self._state}))
 
     # --- operator steering ------------------------------------------------------------------
 

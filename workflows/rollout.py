@@ -10,7 +10,6 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,23 +17,19 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import analyze, preflight, set_traffic
+    from sluice.activities.rollout import preflight, set_traffic
     from sluice.contracts import errors, names
     from sluice.contracts.calls import (
-        AnalyzeInput,
         CarriedState,
         OperatorInput,
         PreflightInput,
         RolloutInput,
-        ServerCounters,
         SetTrafficInput,
         TrafficState,
     )
     from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from sluice.contracts.status import (
-        AnalysisCounters,
-        MetricVerdict,
         OperatorActionKind,
         Phase,
         RollbackState,
@@ -42,7 +37,8 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         Weights,
     )
-    from sluice.workflows.judge import judge, tick_verdict
+    from sluice.workflows.analysis import AnalysisRun
+    from sluice.workflows.judge import Decision, tick_verdict
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.steering import ACTIVITY_TIMEOUT, RolloutBase, check_approval, failure_cause
 
@@ -55,61 +51,53 @@ ROUTER_RETRY = RetryPolicy(
 )
 """Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
 
-ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(milliseconds=200))
-
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
 class RolloutWorkflow(RolloutBase):
     """One rollout of one service, identified by `rollout-<service>`."""
 
     _input: RolloutInput
+    _state: CarriedState
 
     @workflow.init
     def __init__(self, inp: RolloutInput) -> None:
+        self._input = inp
         self._spec: RolloutSpec = inp.spec
         self._steps: list[Step] = inp.spec.effective_steps()
-        self._status = RolloutStatus(
-            service=inp.spec.service,
-            version=inp.spec.version,
-            stable_version=inp.spec.stable_version,
-            spec_digest=inp.spec_digest,
-            phase=Phase.PROGRESSING,
-            message="preflight: checking the router",
-            step_index=0,
-            step_count=len(self._steps),
-            step=self._steps[0].describe(),
-            started_at=workflow.now(),
-            strategy=inp.spec.strategy,
+        self._state = (
+            inp.carried.model_copy(deep=True)
+            if inp.carried is not None
+            else CarriedState(
+                status=RolloutStatus(
+                    service=inp.spec.service,
+                    version=inp.spec.version,
+                    stable_version=inp.spec.stable_version,
+                    spec_digest=inp.spec_digest,
+                    phase=Phase.PROGRESSING,
+                    message="preflight: checking the router",
+                    step_index=0,
+                    step_count=len(self._steps),
+                    step=self._steps[0].describe(),
+                    started_at=workflow.now(),
+                    strategy=inp.spec.strategy,
+                ),
+                operator_paused=False,
+                step_started=False,
+                analysis_running=False,
+            )
         )
-        self._input = inp
-        self._operator_paused = False
+        """Everything a next run needs, carried whole at continue-as-new: the status, the
+        operator's pause, where the steps stand, the analysis baselines and evidence."""
+        self._analysis = AnalysisRun(inp.spec, self._state, lambda: self._stop is not None, self._act_on)
+        # Steering of this run only: none of it is pending when the rollout continues as new.
         self._promote_requested = False
         self._waiting_at_step: int | None = None
         self._released = False
         self._stop: tuple[Phase, str] | None = None
-        self._baseline: ServerCounters | None = None
-        self._stable_baseline: ServerCounters | None = None
-        self._evidence: dict[str, MetricVerdict] = {}
-        """Last verdict of each `compare: stable` metric that carried its test's state."""
-        self._analysis_task: asyncio.Task[None] | None = None
-        self._analysis_stopping = False
         self._gate: ApprovalSpec | None = None
         self._approved = False
         self._published: dict[str, str | int] = {}
-        # Where the steps start: (step index, step already under way, bake time left).
-        self._resume_at: tuple[int, bool, timedelta | None] = (0, False, None)
-        if inp.carried is not None:
-            self._status = inp.carried.status.model_copy(deep=True)
-            self._operator_paused = inp.carried.operator_paused
-            self._baseline = inp.carried.baseline
-            self._stable_baseline = inp.carried.stable_baseline
-            self._evidence = {v.metric: v for v in inp.carried.evidence}
-            self._resume_at = (
-                self._status.step_index,
-                inp.carried.step_started,
-                inp.carried.bake_remaining,
-            )
-        # Issue 6 hook: metrics and webhook notifications on phase changes and failing verdicts.
+        # Metrics and webhook notifications on phase changes and failing verdicts.
         self._observer = RolloutObserver(inp.spec, inp.carried.status if inp.carried else None, ring=inp.ring)
 
     # --- entry point ------------------------------------------------------------------------
@@ -133,9 +121,9 @@ class RolloutWorkflow(RolloutBase):
                 )
             self._record_weights(state)
             if self._pre_promotion_analysis() is not None:
-                self._status.analysis.started_at = workflow.now()
+                self._analysis.measure_from(None)
                 self._start_analysis()
-        elif inp.carried.analysis_running:
+        elif self._state.analysis_running:
             self._start_analysis()
         return await self._run_to_the_end(Phase.ROLLED_BACK, "a step failed for good")
 
@@ -143,7 +131,7 @@ class RolloutWorkflow(RolloutBase):
         await self._run_steps()
         if self._stop is not None:
             return None
-        await self._stop_analysis()
+        await self._analysis.stop()
         return await self._finish(Phase.PROMOTED, self._promoted_message())
 
     # --- operator signals and the status query -------------------------------------------
@@ -152,14 +140,14 @@ class RolloutWorkflow(RolloutBase):
     def pause(self, inp: OperatorInput) -> None:
         """Freeze progress at the current weight; analysis keeps running and can still roll back."""
         if self._accepts("pause", inp):
-            self._operator_paused = True
+            self._state.operator_paused = True
             self._publish()
 
     @workflow.signal(name=names.SIGNAL_RESUME)
     def resume(self, inp: OperatorInput) -> None:
         """Continue after `pause`, or past a `pause: {}` step."""
         if self._accepts("resume", inp):
-            self._operator_paused = False
+            self._state.operator_paused = False
             if self._waiting_at_step is not None:
                 self._released = True
             self._publish()
@@ -169,7 +157,7 @@ class RolloutWorkflow(RolloutBase):
         """Skip the remaining steps and send 100% to the new version."""
         if self._accepts("promote", inp):
             self._promote_requested = True
-            self._operator_paused = False
+            self._state.operator_paused = False
             self._publish()
 
     @workflow.signal(name=names.SIGNAL_ABORT)
@@ -215,7 +203,9 @@ class RolloutWorkflow(RolloutBase):
         return self._stop is not None or self._promote_requested
 
     async def _run_steps(self) -> None:
-        first, under_way, bake_left = self._resume_at
+        # Where the steps start: after continue-as-new, in the step the last run waited in.
+        first, under_way = self._status.step_index, self._state.step_started
+        bake_left = self._state.bake_remaining
         for index in range(first, len(self._steps)):
             step = self._steps[index]
             resuming = index == first and under_way
@@ -256,24 +246,20 @@ class RolloutWorkflow(RolloutBase):
 
     async def _hold_while_paused(self, index: int, bake_left: timedelta | None = None) -> None:
         """Wait while an operator pause lasts; `bake_left` is set when called inside a bake."""
-        if self._operator_paused and not self._interrupted():
+        if self._state.operator_paused and not self._interrupted():
             self._publish()
             await workflow.wait_condition(
-                lambda: not self._operator_paused or self._interrupted() or self._history_full()
+                lambda: not self._state.operator_paused or self._interrupted() or self._history_full()
             )
-            if self._operator_paused and not self._interrupted():
+            if self._state.operator_paused and not self._interrupted():
                 await self._continue_as_new(index, bake_left is not None, bake_left)
 
     async def _shift(self, weight: int) -> None:
         before_switch = self._status.weights is None or self._status.weights.canary == 0
-        pre_running = self._analysis_task is not None and self._pre_promotion_analysis() is not None
+        pre_running = self._analysis.active and self._pre_promotion_analysis() is not None
         if weight > 0 and pre_running and before_switch:
             # Blue/green: the preview analysis is over; the post-switch analysis starts afresh.
-            await self._stop_analysis()
-            self._analysis_stopping = False
-            self._evidence = {}
-            self._status.analysis = AnalysisCounters()
-            self._status.verdicts = []
+            await self._analysis.restart()
         self._status.traffic_touched = True
         state = await workflow.execute_activity(
             set_traffic,
@@ -297,10 +283,8 @@ class RolloutWorkflow(RolloutBase):
             and self._status.keep_stable_until is None
         ):
             self._status.keep_stable_until = workflow.now() + self._spec.scale_down_delay
-        if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
-            self._baseline = state.canary_counters
-            self._stable_baseline = state.stable_counters
-            self._status.analysis.started_at = workflow.now()
+        if weight > 0 and not self._analysis.active and self._spec.analysis is not None:
+            self._analysis.measure_from(state)
             self._start_analysis()
 
     async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
@@ -310,20 +294,20 @@ class RolloutWorkflow(RolloutBase):
         """
         remaining = duration
         while remaining > timedelta(0) and not self._interrupted():
-            if self._operator_paused:
+            if self._state.operator_paused:
                 await self._hold_while_paused(index, remaining)
                 continue
             started = workflow.now()
             try:
                 await workflow.wait_condition(
-                    lambda: self._operator_paused or self._interrupted() or self._history_full(),
+                    lambda: self._state.operator_paused or self._interrupted() or self._history_full(),
                     timeout=remaining,
                     timeout_summary=f"bake {format_duration(remaining)}",
                 )
             except TimeoutError:
                 break
             remaining -= workflow.now() - started
-            if self._operator_paused:
+            if self._state.operator_paused:
                 self._status.message = f"paused with {format_duration(remaining)} of the bake left"
             elif self._history_full() and not self._interrupted():
                 await self._continue_as_new(index, True, remaining)
@@ -342,7 +326,7 @@ class RolloutWorkflow(RolloutBase):
         any pause at this point) lets the rollout go on without the pass; `promote` and
         `abort` act as always.
         """
-        if self._analysis_task is None or self._last_tick_passed():
+        if not self._analysis.active or self._last_tick_passed():
             return
         if not workflow.patched("bake-ends-on-a-pass"):
             return  # histories from before this rule went straight on
@@ -355,14 +339,14 @@ class RolloutWorkflow(RolloutBase):
             await workflow.wait_condition(
                 lambda: (
                     self._last_tick_passed()
-                    or self._operator_paused
+                    or self._state.operator_paused
                     or self._interrupted()
                     or self._history_full()
                 )
             )
             if self._last_tick_passed() or self._interrupted():
                 return
-            if self._operator_paused:
+            if self._state.operator_paused:
                 await self._hold_while_paused(index, timedelta(0))
                 return  # resumed by a human: the gate is theirs to pass
             await self._continue_as_new(index, True, timedelta(0))
@@ -389,38 +373,23 @@ class RolloutWorkflow(RolloutBase):
     async def _continue_as_new(self, index: int, step_started: bool, bake_left: timedelta | None) -> None:
         """Carry the whole state into a fresh run, at a wait, never mid-change.
 
-        Returns (without continuing) if an abort, a failing analysis or a promote arrived
-        meanwhile; the caller then handles it. Never runs the compensation.
+        `step_started` and `bake_left` say where the wait at step `index` stands. Returns
+        (without continuing) if an abort, a failing analysis or a promote arrived meanwhile;
+        the caller then handles it. Never runs the compensation.
         """
-        analysis_running = self._analysis_task is not None
-        await self._stop_analysis()
+        await self._analysis.hand_over()
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._interrupted():
             return
         self._status.step_index = index
         self._status.continued_as_new += 1
+        self._state.step_started, self._state.bake_remaining = step_started, bake_left
         workflow.continue_as_new(
             # Explicitly the same memo (the CLI's spec digest) and search attributes.
             memo=dict(workflow.memo()),
             search_attributes=workflow.info().typed_search_attributes,
-            arg=RolloutInput(
-                spec=self._spec,
-                spec_digest=self._input.spec_digest,
-                started_by=self._input.started_by,
-                continue_as_new_after_events=self._input.continue_as_new_after_events,
-                ring=self._input.ring,
-                carried=CarriedState(
-                    status=self._status,
-                    operator_paused=self._operator_paused,
-                    step_started=step_started,
-                    bake_remaining=bake_left,
-                    baseline=self._baseline,
-                    stable_baseline=self._stable_baseline,
-                    evidence=list(self._evidence.values()),
-                    analysis_running=analysis_running,
-                ),
-            ),
+            arg=self._input.model_copy(update={"carried": self._state}),
         )
 
     # --- analysis -------------------------------------------------------------------------
@@ -436,63 +405,22 @@ class RolloutWorkflow(RolloutBase):
         before_switch = self._spec.strategy == "blue_green" and weight == 0
         spec = self._pre_promotion_analysis() if before_switch else self._spec.analysis
         if spec is not None:
-            self._analysis_task = asyncio.create_task(self._analysis_loop(spec))
+            self._analysis.start(spec)
 
-    async def _analysis_loop(self, spec: AnalysisSpec) -> None:
-        """Every `interval` from the first weight > 0: one activity measures all metrics."""
-        interval = format_duration(spec.interval)
-        while self._stop is None and not self._analysis_stopping:
-            await workflow.sleep(spec.interval, summary=f"next analysis in {interval}")
-            try:
-                result = await workflow.execute_activity(
-                    analyze,
-                    AnalyzeInput(
-                        service=self._spec.service,
-                        version=self._spec.version,
-                        stable_version=self._spec.stable_version,
-                        router=self._spec.router,
-                        metrics=spec.metrics,
-                        baseline=self._baseline,
-                        since=self._status.analysis.started_at,
-                        stable_baseline=self._stable_baseline,
-                        previous=list(self._evidence.values()),
-                    ),
-                    start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
-                    retry_policy=ANALYSIS_RETRY,
-                    summary=f"analysis #{self._status.analysis.ticks + 1}",
-                )
-                verdicts = result.verdicts
-            except ActivityError as err:
-                verdicts = [_unmeasured(m.name, failure_cause(err)) for m in spec.metrics]
-            if self._stop is not None or self._analysis_stopping or self._status.phase.is_final:
-                return
-            self._status.verdicts = verdicts
-            # A tick that could not measure keeps the last state: the test resumes from it.
-            self._evidence.update({v.metric: v for v in verdicts if v.comparison is not None})
-            self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
-            if decision.action == "rollback":
-                self._stop = (Phase.ROLLED_BACK, decision.reason)
-            elif decision.action == "pause" and not self._operator_paused:
-                self._record_action("pause", decision.reason, "sluice")
-                self._operator_paused = True
-            self._publish()
-
-    async def _stop_analysis(self) -> None:
-        task, self._analysis_task = self._analysis_task, None
-        if task is None or task.done():
-            return
-        # The flag, not only the cancel: an activity that completes as the cancel arrives
-        # swallows it, and the loop would tick on forever.
-        self._analysis_stopping = True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def _act_on(self, decision: Decision) -> None:
+        """After each recorded tick: roll back, or pause for a human (`on_inconclusive: pause`)."""
+        if decision.action == "rollback":
+            self._stop = (Phase.ROLLED_BACK, decision.reason)
+        elif decision.action == "pause" and not self._state.operator_paused:
+            self._record_action("pause", decision.reason, "sluice")
+            self._state.operator_paused = True
+        self._publish()
 
     # --- compensation and the end -----------------------------------------------------------
 
     async def _compensate(self, phase: Phase, reason: str) -> None:
         """Put 100% on stable and verify it; retry in rounds until it works, saying so loudly."""
-        await self._stop_analysis()
+        await self._analysis.stop()
         if not self._status.traffic_touched:
             await self._finish(phase, f"{reason}; traffic was never shifted, nothing to roll back")
             return
@@ -536,18 +464,9 @@ class RolloutWorkflow(RolloutBase):
             return self._status.phase
         if self._status.approval is not None:
             return Phase.AWAITING_APPROVAL
-        if self._operator_paused or self._waiting_at_step is not None:
+        if self._state.operator_paused or self._waiting_at_step is not None:
             return Phase.PAUSED
         return Phase.PROGRESSING
 
     def _search_weight(self) -> int:
         return self._status.weights.canary if self._status.weights else 0
-
-
-def _unmeasured(metric: str, why: str) -> MetricVerdict:
-    return MetricVerdict(
-        metric=metric,
-        verdict=Verdict.INCONCLUSIVE,
-        detail=f"could not measure: {why}",
-        at=workflow.now(),
-    )

@@ -26,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts import errors
     from sluice.contracts import search_attributes as sa
     from sluice.contracts.calls import (
+        CarriedState,
         OperatorInput,
+        RingCarriedState,
         RingRolloutInput,
         RollbackInput,
         RolloutInput,
@@ -62,7 +64,8 @@ class RolloutBase:
     """Base of both workflow classes: publishing, the action log, approvals, the end."""
 
     _input: RolloutInput | RingRolloutInput
-    _status: RolloutStatus
+    _state: CarriedState | RingCarriedState
+    """What the workflow carries whole into its next run when it continues as new."""
     _observer: RolloutObserver
     _published: dict[str, str | int]
     """The search attributes last upserted."""
@@ -71,6 +74,11 @@ class RolloutBase:
     _approved: bool
     _stop: tuple[Phase, str] | None
     """Set once the rollout must end with a rollback: the phase it ends in and why."""
+
+    @property
+    def _status(self) -> RolloutStatus:
+        """What the status query shows; part of the carried state."""
+        return self._state.status
 
     # --- what each workflow defines ---------------------------------------------------------
 
