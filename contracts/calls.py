@@ -45,6 +45,8 @@ class CarriedState(BaseModel):
     """Last verdict of each `compare: stable` metric, holding its sequential test's state."""
     analysis_running: bool
     """At the handover: the analysis was ticking, and the next run resumes it."""
+    pass_needed_after: datetime | None = None
+    """While a bake that has ended waits for a fresh pass: the pass must be recorded after this."""
 
 
 class RolloutInput(BaseModel):

@@ -26,9 +26,27 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts.spec import AnalysisSpec, RolloutSpec
     from sluice.contracts.status import AnalysisCounters, MetricVerdict, Verdict
     from sluice.workflows.judge import Decision, judge
-    from sluice.workflows.steering import ACTIVITY_TIMEOUT, failure_cause
+    from sluice.workflows.steering import failure_cause
 
 ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(milliseconds=200))
+"""A tick cut off by its timeout is measured once more; then it counts as inconclusive, with why."""
+
+ANALYZE_FLOOR = timedelta(seconds=15)
+"""The least time one `analyze` attempt gets. A tick's providers cut themselves off by their own
+timeouts (a Prometheus query: 5 s by default, retried up to twice; HTTP smoke requests: 2 s
+each), so a healthy tick ends well within this, and a longer one is hung. It is also how long a
+tick lost with its worker waits before another worker retries it: `analyze` does not heartbeat,
+so its start-to-close timeout is the only way Temporal notices. Meanwhile no bake ends on the
+pass before it (see `RolloutStatus.verdicts_at`)."""
+
+
+def analyze_timeout(spec: AnalysisSpec) -> timedelta:
+    """Start-to-close of one `analyze` attempt: one interval, at least `ANALYZE_FLOOR`.
+
+    Was `max(3 * interval, 30 s)`: a tick lost with its worker froze the analysis for 30 s,
+    long enough for bakes to end on the last pass from before a fault.
+    """
+    return max(spec.interval, ANALYZE_FLOOR)
 
 
 class AnalysisRun:
@@ -50,6 +68,7 @@ class AnalysisRun:
         self._halted = halted
         self._on_tick = on_tick
         self._task: asyncio.Task[None] | None = None
+        self._spec: AnalysisSpec | None = None
         self._stopping = False
         """Set by `stop`: an activity that completes as the cancel arrives swallows the cancel,
         and the loop would tick on forever without it."""
@@ -65,8 +84,14 @@ class AnalysisRun:
         self._state.stable_baseline = traffic.stable_counters if traffic is not None else None
         self._state.status.analysis.started_at = workflow.now()
 
+    @property
+    def interval(self) -> timedelta | None:
+        """The interval of the analysis last started, if any."""
+        return self._spec.interval if self._spec is not None else None
+
     def start(self, spec: AnalysisSpec) -> None:
         """Tick every `spec.interval` in the background (after a `stop`, only once `restart` cleared it)."""
+        self._spec = spec
         self._task = asyncio.create_task(self._loop(spec))
 
     async def stop(self) -> None:
@@ -91,11 +116,12 @@ class AnalysisRun:
         self._state.evidence = []
         self._state.status.analysis = AnalysisCounters()
         self._state.status.verdicts = []
+        self._state.status.verdicts_at = None
 
     def record(self, spec: AnalysisSpec, verdicts: list[MetricVerdict]) -> Decision:
         """Make `verdicts` the latest, keep their evidence, fold them into the counters and decide."""
         status = self._state.status
-        status.verdicts = verdicts
+        status.verdicts, status.verdicts_at = verdicts, workflow.now()
         # A tick that could not measure keeps the last evidence: the test resumes from it.
         evidence = {v.metric: v for v in self._state.evidence}
         evidence.update({v.metric: v for v in verdicts if v.comparison is not None})
@@ -122,7 +148,7 @@ class AnalysisRun:
                         stable_baseline=self._state.stable_baseline,
                         previous=list(self._state.evidence),
                     ),
-                    start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
+                    start_to_close_timeout=analyze_timeout(spec),
                     retry_policy=ANALYSIS_RETRY,
                     summary=f"analysis #{status.analysis.ticks + 1}",
                 )

@@ -10,7 +10,7 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -40,7 +40,13 @@ with workflow.unsafe.imports_passed_through():
     from sluice.workflows.analysis import AnalysisRun
     from sluice.workflows.judge import Decision, tick_verdict
     from sluice.workflows.observe import RolloutObserver
-    from sluice.workflows.steering import ACTIVITY_TIMEOUT, RolloutBase, check_approval, failure_cause
+    from sluice.workflows.steering import (
+        ACTIVITY_TIMEOUT,
+        TRAFFIC_TIMEOUT,
+        RolloutBase,
+        check_approval,
+        failure_cause,
+    )
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -264,7 +270,7 @@ class RolloutWorkflow(RolloutBase):
         state = await workflow.execute_activity(
             set_traffic,
             SetTrafficInput(router=self._spec.router, canary_weight=weight),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            start_to_close_timeout=TRAFFIC_TIMEOUT,
             retry_policy=ROUTER_RETRY,
             # Wait for an in-flight change to finish before compensating, so a late
             # "canary 50%" can never land after the rollback's "canary 0%".
@@ -317,20 +323,43 @@ class RolloutWorkflow(RolloutBase):
     def _last_tick_passed(self) -> bool:
         return bool(self._status.verdicts) and tick_verdict(self._status.verdicts) is Verdict.PASS
 
-    async def _await_pass(self, index: int) -> None:
-        """The end of a bake under analysis: go on only once the latest tick passed.
+    def _passed_since(self, moment: datetime) -> bool:
+        """The latest tick passed and was recorded at or after `moment`."""
+        at = self._status.verdicts_at
+        return self._last_tick_passed() and at is not None and at >= moment
 
-        A tick passes only with enough data and no failure, so a canary too quiet to judge
-        never moves on silently: its inconclusive ticks run into `inconclusive_limit`, and
-        `on_inconclusive` rolls back or pauses. An operator's `resume` after such a pause (or
-        any pause at this point) lets the rollout go on without the pass; `promote` and
-        `abort` act as always.
+    async def _await_pass(self, index: int) -> None:
+        """The end of a bake under analysis: go on only on a fresh passing tick.
+
+        The latest tick must have passed and have been recorded after the bake ended, or
+        within one analysis interval before (`verdicts_at`): a tick lost with its worker, a
+        hung provider or a slow query holds the bake, never ends it on the pass from before.
+        That moment is carried across continue-as-new. A tick passes only with enough data
+        and no failure, so a canary too quiet to judge never moves on silently: its
+        inconclusive ticks run into `inconclusive_limit`, and `on_inconclusive` rolls back or
+        pauses. An operator's `resume` after such a pause (or any pause at this point) lets
+        the rollout go on without the pass; `promote` and `abort` act as always.
         """
-        if not self._analysis.active or self._last_tick_passed():
+        if not self._analysis.active:
             return
-        if not workflow.patched("bake-ends-on-a-pass"):
+        if self._state.pass_needed_after is None:
+            assert self._analysis.interval is not None
+            self._state.pass_needed_after = workflow.now() - self._analysis.interval
+        await self._await_pass_since(index, self._state.pass_needed_after)
+        self._state.pass_needed_after = None
+
+    async def _await_pass_since(self, index: int, moment: datetime) -> None:
+        if self._passed_since(moment):
+            return
+        if self._last_tick_passed():
+            if not workflow.patched("bake-ends-on-a-fresh-pass"):
+                return  # histories from before this rule ended the bake on any pass
+        elif not workflow.patched("bake-ends-on-a-pass"):
             return  # histories from before this rule went straight on
         last = tick_verdict(self._status.verdicts).value if self._status.verdicts else "none yet"
+        if self._last_tick_passed():
+            at = self._status.verdicts_at
+            last += f" recorded {f'at {at:%H:%M:%S} UTC' if at else 'in an earlier run'}, too old"
         self._status.message = (
             f"step {index + 1}: bake over, waiting for a passing analysis tick (last tick: {last})"
         )
@@ -338,13 +367,13 @@ class RolloutWorkflow(RolloutBase):
         while not self._interrupted():
             await workflow.wait_condition(
                 lambda: (
-                    self._last_tick_passed()
+                    self._passed_since(moment)
                     or self._state.operator_paused
                     or self._interrupted()
                     or self._history_full()
                 )
             )
-            if self._last_tick_passed() or self._interrupted():
+            if self._passed_since(moment) or self._interrupted():
                 return
             if self._state.operator_paused:
                 await self._hold_while_paused(index, timedelta(0))

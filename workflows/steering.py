@@ -48,6 +48,14 @@ with workflow.unsafe.imports_passed_through():
     from sluice.workflows.render import current_details
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+"""Preflight: reads only, and nothing waits on it but the start."""
+
+TRAFFIC_TIMEOUT = timedelta(seconds=10)
+"""One attempt at a weight change or a rollback (write, then read back). A router answers in
+well under a second (HAProxy's runtime API cuts itself off at `router.timeout`, 5 s by
+default), so an attempt still running after this is lost or hung. The change is declarative,
+so another worker retries it after this long instead of the 30 s it used to take, which left
+a split half applied for up to 31 s when a worker died mid-change."""
 
 ROLLBACK_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -217,7 +225,7 @@ class RolloutBase:
                 state = await workflow.execute_activity(
                     rollback_traffic,
                     RollbackInput(router=router, reason=reason),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    start_to_close_timeout=TRAFFIC_TIMEOUT,
                     retry_policy=ROLLBACK_RETRY,
                     summary=f"roll back{where} to 100% stable",
                 )
