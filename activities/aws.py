@@ -18,8 +18,7 @@ from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
 from sluice.contracts import errors
-
-_MAX_MESSAGE = 300  # error messages travel in Temporal payloads: keep them short
+from sluice.contracts.text import cap
 
 # botocore retries throttling and 5xx a few times itself (standard mode, with backoff and
 # jitter); what is left after that is raised as retryable and Temporal's retry policy
@@ -114,7 +113,7 @@ async def call(service: str, region: str | None, operation: str, where: str, **p
         botocore.exceptions.ReadTimeoutError,
     ) as err:
         raise ApplicationError(
-            _cap(f"{where}: AWS {service} did not answer {operation}: {err}"), type=errors.ROUTER_UNREACHABLE
+            cap(f"{where}: AWS {service} did not answer {operation}: {err}"), type=errors.ROUTER_UNREACHABLE
         ) from None
     except botocore.exceptions.ParamValidationError as err:
         raise _config(f"{where}: {operation} refused its parameters: {err}") from None
@@ -130,7 +129,7 @@ def _from_client_error(
     status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code in _ACCESS_DENIED or status == 403:
         return ApplicationError(
-            _cap(
+            cap(
                 f"{where}: access denied to {operation}; the worker's AWS identity needs "
                 f"{permission(service, operation, api)} (see the README's IAM policy): {message}"
             ),
@@ -139,15 +138,11 @@ def _from_client_error(
         )
     if code in _THROTTLED or status >= 500 or status == 429:
         return ApplicationError(
-            _cap(f"{where}: AWS {service} {operation} failed ({code}, retrying): {message}"),
+            cap(f"{where}: AWS {service} {operation} failed ({code}, retrying): {message}"),
             type=errors.ROUTER_UNREACHABLE,
         )
     return _config(f"{where}: {operation} failed ({code}): {message}")
 
 
 def _config(message: str) -> ApplicationError:
-    return ApplicationError(_cap(message), type=errors.ROUTER_CONFIG, non_retryable=True)
-
-
-def _cap(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
+    return ApplicationError(cap(message), type=errors.ROUTER_CONFIG, non_retryable=True)

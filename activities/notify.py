@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.contracts import errors
 from sluice.contracts.notify import NotifyInput, NotifyTarget, RolloutEvent
+from sluice.contracts.text import cap
 
 USER_AGENT = "sluice-notify/1"
 _PHASE_WORDS = {
@@ -71,7 +72,7 @@ def resolve_url(target: NotifyTarget) -> str:
 
 def _redact(text: str, url: str) -> str:
     text = text.replace(url, "<webhook url>")
-    return text if len(text) <= 200 else text[:197] + "..."
+    return cap(text, 200)
 
 
 def headline(event: RolloutEvent) -> str:

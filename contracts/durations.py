@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -16,13 +17,24 @@ _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
 _ISO = re.compile(r"^P(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)$")
 
 DURATION_HINT = "write a number and a unit: 500ms, 30s, 5m, 1h (or combined, 1h30m)"
+LONGEST = timedelta(days=365)
+"""The longest duration a spec may give: far past any bake or gate, well inside what timers hold."""
+
+
+def _bounded(value: object, seconds: float) -> timedelta:
+    if not math.isfinite(seconds) or seconds > LONGEST.total_seconds():
+        raise ValueError(
+            f"{value!r} is longer than {format_duration(LONGEST)} (365 days), the longest duration allowed"
+        )
+    return timedelta(seconds=seconds)
 
 
 def parse_duration(value: object) -> timedelta:
     """Parse `500ms`, `30s`, `5m`, `1h` or a combination like `1m30s` into a timedelta.
 
     Raises ValueError with a hint for anything else, including bare numbers: a unit is
-    required so that `pause: 30` can never silently mean 30 ms or 30 minutes.
+    required so that `pause: 30` can never silently mean 30 ms or 30 minutes. Durations longer
+    than `LONGEST` are refused (a 21-digit number of seconds does not fit a timedelta).
     """
     if isinstance(value, timedelta):
         return value
@@ -31,13 +43,14 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str):
         raise ValueError(f"expected a duration string, got {type(value).__name__}; {DURATION_HINT}")
     text = value.strip()
-    if _WHOLE.match(text):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
-        return timedelta(seconds=seconds)
-    iso = _ISO.match(text)
+    if len(text) > 64:
+        raise ValueError(f"{value[:20]!r}... is too long for a duration; {DURATION_HINT}")
+    if _WHOLE.fullmatch(text):
+        return _bounded(value, sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
+    iso = _ISO.fullmatch(text)
     if iso and text not in ("P", "PT"):
         h, m, s = (float(g) if g else 0.0 for g in iso.groups())
-        return timedelta(hours=h, minutes=m, seconds=s)
+        return _bounded(value, h * 3600 + m * 60 + s)
     raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
 
 

@@ -1,4 +1,5 @@
-"""Stable error type codes raised by activities as `ApplicationError(type=...)`."""
+"""Every stable error type code Sluice raises as `ApplicationError(type=...)`, from activities,
+workflows and update validators; the CLI and users match on these strings, so they never change."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ ROUTER_REJECTED: Final = "RouterRejected"
 TRAFFIC_NOT_APPLIED: Final = "TrafficNotApplied"
 """Weights read back differ from the ones set. Retryable: the next attempt sets them again."""
 
+UNEXPECTED_SPLIT: Final = "UnexpectedSplit"
+"""Preflight found a split a rollout cannot start from: the side named stable carries no
+traffic, or the side named for the new version carries some (e.g. the sides are swapped after
+a promotion). Not retryable; nothing was changed."""
+
 NOTIFY_CONFIG: Final = "NotifyConfig"
 """A webhook's `url_env` variable is not set on the worker. Not retryable."""
 
@@ -28,13 +34,9 @@ NOT_WAITING_FOR_APPROVAL: Final = "NotWaitingForApproval"
 NOT_AN_APPROVER: Final = "NotAnApprover"
 """An approval by someone the gate does not list. Rejected by the update's validator."""
 
-ALL: Final = (
-    ROUTER_UNREACHABLE,
-    ROUTER_CONFIG,
-    ROUTER_REJECTED,
-    TRAFFIC_NOT_APPLIED,
-    NOTIFY_CONFIG,
-    NOTIFY_FAILED,
-    NOT_WAITING_FOR_APPROVAL,
-    NOT_AN_APPROVER,
-)
+ROLLBACK_FAILED: Final = "RollbackFailed"
+"""A rollout's rollback hit a non-retryable router error: traffic may still reach the new
+version. The rollout workflow fails with it, after saying so in its status."""
+
+RING_FAILED: Final = "RingFailed"
+"""A ring's rollout failed (e.g. its rollback could not complete); the ring rollout fails with it."""

@@ -16,17 +16,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from sluice.contracts.durations import Duration
 from sluice.contracts.status import MetricVerdict, Weights
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_WEBHOOK_URL = re.compile(r"https?://[^\s/?#\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?")
 
 
 def _webhook_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL, e.g. 'https://hooks.example.com/sluice'")
+    if len(value) > 2048 or not _WEBHOOK_URL.fullmatch(value):
+        raise ValueError(
+            f"{value[:200]!r} is not an http(s) URL, e.g. 'https://hooks.example.com/sluice' "
+            "(at most 2048 characters; write a space or other special character percent-encoded, as %20)"
+        )
     return value
 
 
 def _env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an environment variable name; use letters, digits and '_', "
             "e.g. 'SLACK_WEBHOOK_URL'"
@@ -37,12 +41,16 @@ def _env_name(value: str) -> str:
 class NotifyTarget(BaseModel):
     """One webhook: where (`url` or `url_env`), in which format, with which timeout."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    """The webhook's URL, written in the spec (so visible in the history)."""
     url_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    """Instead of `url`: the worker's environment variable holding a secret URL."""
     format: Literal["json", "slack"] = "json"
+    """`json` (the event as JSON) or `slack` (an incoming-webhook message)."""
     timeout: Duration = timedelta(seconds=5)
+    """Per delivery attempt, at most 30s."""
 
     @model_validator(mode="after")
     def _one_url(self) -> NotifyTarget:

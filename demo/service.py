@@ -1,6 +1,6 @@
 """A small demo HTTP service with a switchable error rate and latency, exposing Prometheus metrics.
 
-Run `python -m demo.service --port 8081 --version v1`. Endpoints:
+Run `python demo/service.py --port 8081 --version v1` (stdlib only, no package needed). Endpoints:
 
 - `GET /`: 200 with the version in the body (or 500 for an `error_rate` fraction of requests)
 - `GET /healthz`: 200 "ok"

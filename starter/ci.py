@@ -17,6 +17,7 @@ from sluice.cli.render import clock, render_status, step_label, weights_line, wh
 from sluice.contracts.durations import format_duration
 from sluice.contracts.spec import RolloutSpec
 from sluice.contracts.status import RolloutStatus
+from sluice.contracts.text import markdown_cell as _cell
 
 
 def live_terminal(stream: TextIO, json_output: bool) -> bool:
@@ -116,10 +117,6 @@ def append_step_summary(text: str) -> str | None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
     return path
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def watching_line(started: float, now: float) -> str:

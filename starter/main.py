@@ -2,8 +2,9 @@
 dev, worker, codec-server.
 
 Exit codes (see `sluice.cli.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
-3 aborted by an operator or cancelled, 4 another rollout is running for the service,
-5 Temporal unreachable, the rollout failed, or another internal error.
+3 aborted by an operator or cancelled, 4 another rollout is running for the service (or this
+version was already promoted with another spec), 5 Temporal unreachable, the rollout failed,
+or another internal error. The Temporal calls are `sluice.runtime.client.SluiceClient`'s.
 """
 
 from __future__ import annotations
@@ -11,35 +12,67 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from sluice.cli import ci, rollouts
 from sluice.cli.codec_server import DEFAULT_PORT as CODEC_PORT
 from sluice.cli.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
 from sluice.cli.console import Console
 from sluice.cli.dev import run_dev_server
-from sluice.cli.exits import CliError, ExitCode
-from sluice.cli.plan import build_plan, plan_json
+from sluice.cli.exits import CliError, ExitCode, exit_code_for_error
 from sluice.cli.render import render_list, render_plan, render_valid
-from sluice.contracts.calls import OperatorInput
-from sluice.contracts.names import SIGNAL_ABORT, SIGNAL_PAUSE, SIGNAL_PROMOTE, SIGNAL_RESUME, TASK_QUEUE
-from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecError, load_spec
+from sluice.contracts.names import TASK_QUEUE
+from sluice.contracts.plan import build_plan, plan_json
+from sluice.contracts.spec import (
+    AnySpec,
+    RingRolloutSpec,
+    RolloutSpec,
+    ServiceName,
+    SpecIssue,
+    rollout_json_schema,
+)
 from sluice.contracts.status import RolloutStatus
 from sluice.runtime import telemetry
+from sluice.runtime.client import (
+    InvalidSpec,
+    SluiceClient,
+    SluiceError,
+    StartOutcome,
+    StartResult,
+    read_spec_file,
+)
 from sluice.runtime.codec import KEY_ENV
 
 SIGNALS = {
-    "pause": (SIGNAL_PAUSE, "freeze progress at the current weight (analysis keeps running)"),
-    "resume": (SIGNAL_RESUME, "continue after a pause or a `pause: {}` step"),
-    "promote": (SIGNAL_PROMOTE, "skip the remaining steps and send 100% to the new version"),
-    "abort": (SIGNAL_ABORT, "roll back to 100% stable now"),
+    "pause": "freeze progress at the current weight (analysis keeps running)",
+    "resume": "continue after a pause or a `pause: {}` step",
+    "promote": "skip the remaining steps and send 100% to the new version",
+    "abort": "roll back to 100% stable now",
 }
+
+
+@functools.cache
+def quiet_runtime() -> Runtime:
+    """The SDK runtime of CLI commands: its own log lines (e.g. each retry while Temporal restarts)
+    go through Python logging to stderr, errors only, so stdout stays the command's (JSON) output;
+    the CLI says itself when it loses Temporal."""
+    forward = LogForwardingConfig(logger=logging.getLogger("sluice.cli.temporal"))
+    only_errors = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=only_errors, forwarding=forward)))
+
+
+async def connect() -> SluiceClient:
+    """A client for one CLI command (see `SluiceClient.connect`)."""
+    return await SluiceClient.connect(runtime=quiet_runtime())
 
 
 def default_user() -> str:
@@ -86,16 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
+    def spec_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a simple field before validating, e.g. version=v3 or analysis.interval=10s; "
+            "repeatable (text fields keep VALUE as written: version=1.10 stays 1.10)",
+        )
+
     for name, text in (
         ("validate", "check a rollout spec; print every problem with its field path"),
         ("plan", "show the steps as a timeline with the shortest total duration"),
     ):
-        add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        spec_arguments(add(name, text))
 
-    p = add("start", "start the rollout a spec describes (or attach to the same one running)")
-    p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
-    p.add_argument("--wait", action="store_true", help="follow progress and exit with the outcome")
+    add("schema", "print the spec's JSON Schema, for editors (see docs/spec.md)", False)
+
+    p = add(
+        "start",
+        "start the rollout a spec describes (or attach to the same one running; "
+        "nothing to do if the latest rollout promoted this very spec)",
+    )
+    spec_arguments(p)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow progress and exit with the outcome (a lost Temporal is retried for up to 5 minutes)",
+    )
     p.add_argument("--by", default=None, help="who starts it (default $SLUICE_USER, $USER or cli)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start from step 1 even if the latest rollout already promoted this version "
+        "(by default a re-run of the promoted spec does nothing, and another spec is refused)",
+    )
 
     p = add("status", "show a rollout's phase, step, weights, verdicts and operator actions")
     p.add_argument("service", type=_service)
@@ -104,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", type=_service, default=None, help="only this service's rollouts")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
-    for name, (_, text) in SIGNALS.items():
+    for name, text in SIGNALS.items():
         p = add(name, f"{text}; send the `{name}` signal to a running rollout")
         p.add_argument("service", type=_service)
         p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
@@ -171,29 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands -------------------------------------------------------------------------------
 
 
-def read_spec(path: str) -> tuple[AnySpec, str]:
-    """Load and validate a spec; unreadable or invalid is exit 2 listing every issue."""
-    source = "<stdin>" if path == "-" else path
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise CliError(f"cannot read {source}: {reason}.", ExitCode.INVALID) from None
-    return load_spec(text, source=source), source
+def read_spec(path: str, overrides: Sequence[str] = ()) -> tuple[AnySpec, str]:
+    """Load and validate a spec with `--set` overrides; unreadable or invalid raises `InvalidSpec`."""
+    return read_spec_file(path, overrides), "<stdin>" if path == "-" else path
 
 
-def spec_invalid(err: SpecError, console: Console) -> ExitCode:
-    count = len(err.issues)
-    console.warn(f"{err.source} is invalid ({count} problem{'s' if count != 1 else ''}):")
-    for issue in err.issues:
+def spec_invalid(source: str, issues: list[SpecIssue], console: Console) -> ExitCode:
+    count = len(issues)
+    console.warn(f"{source} is invalid ({count} problem{'s' if count != 1 else ''}):")
+    for issue in issues:
         console.warn(f"{issue.path}: {issue.message}" if issue.path else issue.message)
     if console.json_output:
-        console.data({"valid": False, "issues": [i.model_dump() for i in err.issues]})
+        console.data({"valid": False, "issues": [i.model_dump() for i in issues]})
     return ExitCode.INVALID
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, source = read_spec(args.file)
+    spec, source = read_spec(args.file, args.set)
     if console.json_output:
         console.data(
             {
@@ -213,7 +267,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)
+    spec, _ = read_spec(args.file, args.set)
     plan = build_plan(spec)
     if console.json_output:
         console.data(plan_json(plan))
@@ -223,38 +277,36 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)  # invalid: exit 2 before Temporal is contacted
+    spec, _ = read_spec(args.file, args.set)  # invalid: exit 2 before Temporal is contacted
     attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
     # The trace begins here: the workflow, its activities and later signals join it.
     with telemetry.cli_span("sluice start", attributes) as span:
-        t = await rollouts.open_temporal()
-        handle = await rollouts.start(t, spec, args.by or default_user(), console)
+        client = await connect()
+        started = await client.start(spec, args.by or default_user(), force=args.force)
     trace_id = telemetry.trace_id_of(span)
-    link = t.ui_link(spec.service)
+    link = client.ui_link(spec.service)
+
+    def step_summary(final: RolloutStatus) -> None:
+        # A ring rollout's steps live in its rings; the summary then lists verdicts only.
+        steps_of = spec if isinstance(spec, RolloutSpec) else None
+        ci.append_step_summary(ci.markdown_summary(final, steps_of, link, trace_id))
+
+    if started.outcome == StartOutcome.ATTACHED:
+        rollouts.say_attached(spec, started, console)
+    if started.outcome == StartOutcome.ALREADY_PROMOTED:
+        code = rollouts.say_already_promoted(client, spec, started, console, args.wait, step_summary)
+        if console.json_output and not args.wait:
+            console.data(start_json(client, started, link, trace_id))
+        return code
     if args.wait:
-        console.say(f"rollout {handle.id}: {link}", f"trace id: {trace_id}")
+        console.say(f"rollout {started.workflow_id}: {link}", f"trace id: {trace_id}")
         live = ci.LiveView() if ci.live_terminal(sys.stdout, console.json_output) else None
-
-        def step_summary(final: RolloutStatus) -> None:
-            # A ring rollout's steps live in its rings; the summary then lists verdicts only.
-            steps_of = spec if isinstance(spec, RolloutSpec) else None
-            ci.append_step_summary(ci.markdown_summary(final, steps_of, link, trace_id))
-
-        return await rollouts.follow(t, handle, spec.service, console, live, step_summary)
+        return await rollouts.follow(client, spec.service, started.run_id, console, live, step_summary)
     if console.json_output:
-        console.data(
-            {
-                "workflow_id": handle.id,
-                "run_id": handle.run_id,
-                "namespace": t.namespace,
-                "ui_url": link,
-                "spec_digest": spec.digest(),
-                "trace_id": trace_id,
-            }
-        )
+        console.data(start_json(client, started, link, trace_id))
     else:
         console.say(
-            f"rollout {handle.id} is running: {spec.service} → {spec.version}",
+            f"rollout {started.workflow_id} is running: {spec.service} → {spec.version}",
             f"web UI: {link}",
             f"trace id: {trace_id}",
             f"follow it: sluice status {spec.service}",
@@ -262,14 +314,28 @@ async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+def start_json(client: SluiceClient, started: StartResult, link: str, trace_id: str) -> dict[str, object]:
+    """`sluice start --output json` without `--wait`: where the rollout is, and what `start` did."""
+    return {
+        "workflow_id": started.workflow_id,
+        "run_id": started.run_id,
+        "namespace": client.namespace,
+        "ui_url": link,
+        "spec_digest": started.spec_digest,
+        "trace_id": trace_id,
+        "outcome": started.outcome.value,
+        **({"status": started.status.model_dump(mode="json")} if started.status else {}),
+    }
+
+
 async def cmd_status(args: argparse.Namespace, console: Console) -> ExitCode:
-    t = await rollouts.open_temporal()
-    return await rollouts.show_status(t, args.service, console)
+    client = await connect()
+    return await rollouts.show_status(client, args.service, console)
 
 
 async def cmd_list(args: argparse.Namespace, console: Console) -> ExitCode:
-    t = await rollouts.open_temporal()
-    rows = await rollouts.list_rollouts(t, args.service, max(1, args.limit))
+    client = await connect()
+    rows = rollouts.list_rows(await client.list_rollouts(args.service, max(1, args.limit)))
     if console.json_output:
         console.data(rows)
     else:
@@ -281,10 +347,9 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     reason = args.reason.strip()
     if not reason:
         raise CliError("--reason must say why; it is recorded with the action.", ExitCode.INVALID)
-    signal_name = SIGNALS[args.command][0]
-    operator = OperatorInput(reason=reason, by=args.by or default_user())
-    t = await rollouts.open_temporal()
-    return await rollouts.signal(t, args.service, signal_name, operator, console)
+    client = await connect()
+    sent = await client.signal(args.service, args.command, args.by or default_user(), reason)
+    return rollouts.say_signalled(sent, args.service, console)
 
 
 async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
@@ -293,8 +358,8 @@ async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
         raise CliError(
             "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
         )
-    t = await rollouts.open_temporal()
-    return await rollouts.approve(t, args.service, OperatorInput(reason=reason, by=by), console)
+    client = await connect()
+    return rollouts.say_approved(await client.approve(args.service, by, reason), console)
 
 
 ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {
@@ -311,6 +376,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cmd_validate(args, console)
     if args.command == "plan":
         return cmd_plan(args, console)
+    if args.command == "schema":
+        console.say(json.dumps(rollout_json_schema(), indent=2))
+        return ExitCode.OK
     if args.command == "dev":
         return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
     if args.command == "worker":
@@ -338,12 +406,18 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[int, bool]:
     args = build_parser().parse_args(argv)  # bad arguments: usage on stderr, exit 2
     console = Console(json_output=getattr(args, "output", "text") == "json")
     used_temporal = args.command in ASYNC_COMMANDS or args.command == "worker"
-    if used_temporal:
+    if args.command in ASYNC_COMMANDS:  # the worker names its own traces (sluice-worker)
         telemetry.configure_tracing("sluice-cli")
     try:
         return run(args, console), used_temporal
-    except SpecError as err:
-        return spec_invalid(err, console), used_temporal
+    except InvalidSpec as err:
+        if not err.issues:  # unreadable
+            console.warn(f"sluice {args.command}: {err.message}")
+            return ExitCode.INVALID, used_temporal
+        return spec_invalid(err.source, err.issues, console), used_temporal
+    except SluiceError as err:
+        console.warn(f"sluice {args.command}: {err.message}")
+        return exit_code_for_error(err), used_temporal
     except CliError as err:
         console.warn(f"sluice {args.command}: {err.message}")
         return err.code, used_temporal

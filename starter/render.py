@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sluice.cli.plan import Plan, how, pass_rule, versions, where
 from sluice.contracts.durations import format_duration
+from sluice.contracts.plan import Plan, how, versions, where
 from sluice.contracts.spec import AnySpec, RingRolloutSpec
 from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 
@@ -114,7 +114,7 @@ def render_plan(plan: Plan) -> list[str]:
     )
     lines += table(
         ["metric", "provider", "passes when"],
-        [[m.name, m.provider, pass_rule(m)] for m in a.metrics],
+        [[m.name, m.provider, m.describe()] for m in a.metrics],
         indent="  ",
     )
     return lines

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from sluice.runtime.binaries import find_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def venv_binary(name: str) -> str:
     """A binary installed by pip next to the interpreter (temporal, temporal-test-server, moto_server)."""
-    path = BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
+    found = find_binary(name)
     if found is None:
         pytest.fail(f"{name} is not installed; run `pip install -e '.[dev]'` (see .ci/run)")
     return found

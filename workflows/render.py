@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from sluice.contracts.status import RolloutStatus, Verdict
+from sluice.contracts.text import markdown_cell as _cell
 
 _ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def current_details(status: RolloutStatus) -> str:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RingStatus,
         RolloutStatus,
     )
+    from sluice.contracts.text import cap
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.render import current_details
 
@@ -337,4 +338,4 @@ def failure_cause(err: BaseException) -> str:
     while err.__cause__ is not None:
         err = err.__cause__
     text = str(err) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return cap(text)

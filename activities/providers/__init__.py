@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from sluice.activities.providers.base import MetricProvider
 from sluice.activities.providers.cloudwatch import CloudWatchAlarms, CloudWatchStats
 from sluice.activities.providers.haproxy import HAProxyErrorRatio
@@ -16,20 +19,19 @@ from sluice.contracts.spec import (
     PrometheusMetric,
 )
 
+PROVIDERS: Mapping[type[Any], Callable[[], MetricProvider]] = {
+    HAProxyMetric: HAProxyErrorRatio,
+    HttpMetric: HttpSmokeCheck,
+    PrometheusMetric: PrometheusQuery,
+    CloudWatchMetric: CloudWatchStats,
+    CloudWatchAlarmGate: CloudWatchAlarms,
+}
+"""Each metric spec model and the provider that measures it; a new provider adds a module and a line."""
+
 
 def provider_for(metric: MetricSpec) -> MetricProvider:
-    """The provider for `metric`; a new provider adds a module and a branch here, nothing else."""
-    if isinstance(metric, HAProxyMetric):
-        return HAProxyErrorRatio()
-    if isinstance(metric, HttpMetric):
-        return HttpSmokeCheck()
-    if isinstance(metric, PrometheusMetric):
-        return PrometheusQuery()
-    if isinstance(metric, CloudWatchMetric):
-        return CloudWatchStats()
-    if isinstance(metric, CloudWatchAlarmGate):
-        return CloudWatchAlarms()
-    raise TypeError(f"no provider for {type(metric).__name__}")  # unreachable: spec is validated
+    """The provider for `metric` (the spec is validated, so every type has one)."""
+    return PROVIDERS[type(metric)]()
 
 
-__all__ = ["MetricProvider", "provider_for"]
+__all__ = ["PROVIDERS", "MetricProvider", "provider_for"]

@@ -9,7 +9,14 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.activities.providers._compare import compare_verdict
-from sluice.activities.providers._verdict import bounds, number, percent, verdict
+from sluice.activities.providers._verdict import (
+    Wording,
+    bounds,
+    number,
+    ratio_verdict,
+    value_verdict,
+    verdict,
+)
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput
 from sluice.contracts.spec import CloudWatchAlarmGate, CloudWatchMetric, CloudWatchQuery, MetricSpec
@@ -63,8 +70,7 @@ class CloudWatchStats:
                 return verdict(
                     metric.name, Verdict.INCONCLUSIVE, f"no data since {start:%H:%M:%S}Z", bound=bound
                 )
-            value = points[-1][1]
-            return _judge(metric, value, f"{number(value)}", bound, {"value": value})
+            return value_verdict(metric.name, points[-1][1], low=metric.min, high=metric.max)
 
         errors = sum(v for _, v in series["errors"])
         requests = sum(v for _, v in series["requests"])
@@ -86,19 +92,17 @@ class CloudWatchStats:
                 tolerance=metric.tolerance,
                 min_requests=metric.min_requests,
             )
-        counts: dict[str, float] = {"requests": requests, "errors": errors}
-        if requests < metric.min_requests:
-            return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"only {number(requests)} requests since {start:%H:%M:%S}Z, {metric.min_requests} needed "
-                f"({number(errors)} errors)",
-                bound=bound,
-                counts=counts,
-            )
-        ratio = errors / requests
-        summary = f"{number(errors)} errors in {number(requests)} requests ({percent(ratio)})"
-        return _judge(metric, ratio, summary, bound, counts)
+        return ratio_verdict(
+            metric.name,
+            errors,
+            requests,
+            Wording("{part} errors in {whole} requests", "requests", "errors"),
+            low=metric.min,
+            high=metric.max,
+            min_requests=metric.min_requests,
+            window=f"since {start:%H:%M:%S}Z",
+            counts={"requests": requests, "errors": errors},
+        )
 
 
 class CloudWatchAlarms:
@@ -199,33 +203,6 @@ async def _metric_data(
             break
         params["NextToken"] = token
     return {key: sorted(points, key=lambda p: p[0]) for key, points in series.items()}
-
-
-def _judge(
-    metric: CloudWatchMetric, value: float, summary: str, bound: str, counts: dict[str, float]
-) -> MetricVerdict:
-    show = percent if metric.errors is not None else number
-    if metric.max is not None and value > metric.max:
-        return verdict(
-            metric.name,
-            Verdict.FAIL,
-            f"{summary}, above the maximum {show(metric.max)}",
-            value=value,
-            bound=bound,
-            counts=counts,
-        )
-    if metric.min is not None and value < metric.min:
-        return verdict(
-            metric.name,
-            Verdict.FAIL,
-            f"{summary}, below the minimum {show(metric.min)}",
-            value=value,
-            bound=bound,
-            counts=counts,
-        )
-    return verdict(
-        metric.name, Verdict.PASS, f"{summary}, within {bound}", value=value, bound=bound, counts=counts
-    )
 
 
 def _bound(metric: CloudWatchMetric) -> str:

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.activities.providers._compare import compare_verdict
-from sluice.activities.providers._verdict import number, percent, verdict
-from sluice.activities.routers import router_for
-from sluice.activities.routers.haproxy import HAProxyTrafficRouter
+from sluice.activities.providers._verdict import Wording, bounds, number, ratio_verdict, verdict
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput, ServerCounters
 from sluice.contracts.spec import HAProxyMetric, HAProxyRouter, MetricSpec
 from sluice.contracts.status import MetricVerdict, Verdict
+
+_UPTIME_SLACK = 2.0
+"""Seconds of `Uptime_sec` rounding and clock skew allowed before an instance counts as restarted."""
 
 
 class HAProxyErrorRatio:
     """`error_ratio`: 5xx responses / all responses of the canary server since `tick.baseline`.
 
     Counters are cumulative, so the window is "since the canary first got traffic" (the
-    baseline). If a counter is below the baseline HAProxy restarted and reset its
-    counters; the baseline is then taken as zero, i.e. everything since the restart.
-    A router error (socket unreachable, server missing) is an inconclusive verdict, not
-    an exception: measuring is not the place to fail a rollout's activity.
+    baseline). A restart or reload of HAProxy resets its counters: an instance that started
+    after the analysis began (by its `Uptime_sec`), or whose counters went below the
+    baseline, is counted from zero, i.e. everything since the restart. With several
+    instances the baseline is their sum, which cannot be split again: once one of them
+    restarted, only the restarted ones are counted (since their restart), and the detail
+    says so. A router error (socket unreachable, server missing) is an inconclusive verdict,
+    not an exception: measuring is not the place to fail a rollout's activity.
     """
 
     async def measure(self, metric: MetricSpec, tick: AnalyzeInput) -> MetricVerdict:
@@ -28,9 +37,12 @@ class HAProxyErrorRatio:
         if metric.compare is not None:
             return await self._compare(metric, tick)
         assert metric.max is not None
-        bound = f"<= {number(metric.max)}"
+        bound = bounds(None, metric.max)
+        if not isinstance(tick.router, HAProxyRouter):
+            return _not_haproxy(metric, tick, bound)
+        canary = tick.router.canary_server
         try:
-            now = await router_for(tick.router).canary_counters()
+            read = await _read(tick.router, (canary,), tick.since)
         except Exception as err:  # a measurement problem, never an activity failure
             return verdict(
                 metric.name,
@@ -38,52 +50,32 @@ class HAProxyErrorRatio:
                 f"could not read HAProxy counters: {err}",
                 bound=bound,
             )
-        base = tick.baseline or ServerCounters()
-        reset = now.responses < base.responses or now.errors_5xx < base.errors_5xx
-        if reset:
-            base = ServerCounters()
-        requests = now.responses - base.responses
-        errors_5xx = now.errors_5xx - base.errors_5xx
-        counts: dict[str, float] = {"requests": requests, "errors_5xx": errors_5xx}
-        note = " (counters were reset; counting since the reset)" if reset else ""
-
-        if requests < metric.min_requests:
-            return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"only {requests} responses so far, {metric.min_requests} needed "
-                f"({errors_5xx} were 5xx){note}",
-                bound=bound,
-                counts=counts,
-            )
-        ratio = errors_5xx / requests
-        summary = f"{errors_5xx} of {requests} responses were 5xx ({percent(ratio)})"
-        if ratio > metric.max:
-            result, detail = Verdict.FAIL, f"{summary}, above the {percent(metric.max)} limit"
-        else:
-            result, detail = Verdict.PASS, f"{summary}, within the {percent(metric.max)} limit"
-        return verdict(metric.name, result, detail + note, value=ratio, bound=bound, counts=counts)
+        counted, reset = _since(read.now[canary], read.baseline(tick.baseline))
+        return ratio_verdict(
+            metric.name,
+            counted.errors_5xx,
+            counted.responses,
+            Wording("{part} of {whole} responses were 5xx", "responses", "were 5xx"),
+            high=metric.max,
+            min_requests=metric.min_requests,
+            counts={"requests": counted.responses, "errors_5xx": counted.errors_5xx},
+            note=read.note(reset),
+        )
 
     async def _compare(self, metric: HAProxyMetric, tick: AnalyzeInput) -> MetricVerdict:
         """`compare: stable`: both servers' 5xx since the first weight > 0, one sequential-test tick."""
+        bound = f"e < {number(1 / metric.alpha)}"
         if not isinstance(tick.router, HAProxyRouter):
-            return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"`provider: haproxy` reads HAProxy's counters, but the router is {tick.router.type}",
-            )
-        router = HAProxyTrafficRouter(tick.router)
+            return _not_haproxy(metric, tick, bound)
+        servers = (tick.router.stable_server, tick.router.canary_server)
         try:
-            stable_now, canary_now = await router.both_counters()
+            read = await _read(tick.router, servers, tick.since)
         except Exception as err:  # a measurement problem, never an activity failure
             return verdict(
-                metric.name,
-                Verdict.INCONCLUSIVE,
-                f"could not read HAProxy counters: {err}",
-                bound=f"e < {number(1 / metric.alpha)}",
+                metric.name, Verdict.INCONCLUSIVE, f"could not read HAProxy counters: {err}", bound=bound
             )
-        canary = _since(canary_now, tick.baseline)
-        stable = _since(stable_now, tick.stable_baseline)
+        stable, stable_reset = _since(read.now[servers[0]], read.baseline(tick.stable_baseline))
+        canary, canary_reset = _since(read.now[servers[1]], read.baseline(tick.baseline))
         totals = Totals(
             canary_requests=canary.responses,
             stable_requests=stable.responses,
@@ -99,14 +91,71 @@ class HAProxyErrorRatio:
             alpha=metric.alpha,
             tolerance=metric.tolerance,
             min_requests=metric.min_requests,
+            note=read.note(stable_reset or canary_reset) if read.restarted else "",
         )
 
 
-def _since(now: ServerCounters, base: ServerCounters | None) -> ServerCounters:
-    """Counters since `base`; everything since a restart if a counter went below it."""
+@dataclass(frozen=True)
+class _Read:
+    """Counters of some servers summed over the HAProxy instances that count for this tick."""
+
+    now: dict[str, ServerCounters]
+    instances: int
+    restarted: list[str]
+    """Instances (`HAProxy at ...`) that started after the analysis began; if any, only they count."""
+
+    def baseline(self, base: ServerCounters | None) -> ServerCounters | None:
+        """The baseline to subtract: none once an instance restarted (its counters began at zero)."""
+        return None if self.restarted else base
+
+    def note(self, reset: bool) -> str:
+        if self.restarted and self.instances > 1:
+            return (
+                f" ({', '.join(self.restarted)} restarted since the analysis began; counting only "
+                "its responses since then)"
+            )
+        return " (counters were reset; counting since the reset)" if reset or self.restarted else ""
+
+
+async def _read(router: HAProxyRouter, servers: tuple[str, ...], since: datetime | None) -> _Read:
+    """`servers`' counters from every instance, and which instances restarted after `since`."""
+    apis = RuntimeAPI.all_of(router)
+
+    async def one(api: RuntimeAPI) -> tuple[dict[str, ServerCounters], int | None]:
+        return await api.counters(*servers), (await api.uptime() if since is not None else None)
+
+    readings = await asyncio.gather(*(one(api) for api in apis))
+    elapsed = (datetime.now(UTC) - since).total_seconds() if since is not None else 0.0
+    restarted = [
+        i for i, (_, uptime) in enumerate(readings) if uptime is not None and uptime + _UPTIME_SLACK < elapsed
+    ]
+    used = [readings[i][0] for i in restarted] if restarted else [r[0] for r in readings]
+    now = {
+        server: ServerCounters(
+            responses=sum(r[server].responses for r in used),
+            errors_5xx=sum(r[server].errors_5xx for r in used),
+        )
+        for server in servers
+    }
+    return _Read(now=now, instances=len(apis), restarted=[apis[i].where for i in restarted])
+
+
+def _not_haproxy(metric: HAProxyMetric, tick: AnalyzeInput, bound: str) -> MetricVerdict:
+    """The spec refuses this pairing; a verdict rather than a crash if a hand-made input has it."""
+    return verdict(
+        metric.name,
+        Verdict.INCONCLUSIVE,
+        f"`provider: haproxy` reads HAProxy's counters, but the router is {tick.router.type}",
+        bound=bound,
+    )
+
+
+def _since(now: ServerCounters, base: ServerCounters | None) -> tuple[ServerCounters, bool]:
+    """Counters since `base`, and whether a counter went below it (a restart): then all of `now`."""
     base = base or ServerCounters()
     if now.responses < base.responses or now.errors_5xx < base.errors_5xx:
-        return now
-    return ServerCounters(
+        return now, True
+    counted = ServerCounters(
         responses=now.responses - base.responses, errors_5xx=now.errors_5xx - base.errors_5xx
     )
+    return counted, False

@@ -7,10 +7,10 @@ from collections import Counter
 
 import httpx
 
-from sluice.activities.providers._verdict import number, percent, verdict
+from sluice.activities.providers._verdict import Wording, ratio_verdict
 from sluice.contracts.calls import AnalyzeInput
 from sluice.contracts.spec import HttpMetric, MetricSpec
-from sluice.contracts.status import MetricVerdict, Verdict
+from sluice.contracts.status import MetricVerdict
 
 
 class HttpSmokeCheck:
@@ -36,27 +36,20 @@ class HttpSmokeCheck:
             outcomes = await asyncio.gather(*(_get(client, metric.url) for _ in range(metric.requests)))
         failures = Counter(o for o in outcomes if o is not None)
         succeeded = metric.requests - sum(failures.values())
-        ratio = succeeded / metric.requests
         counts: dict[str, float] = {
             "requests": metric.requests,
             "succeeded": succeeded,
             "failed": metric.requests - succeeded,
         }
-        summary = f"{succeeded} of {metric.requests} GETs succeeded ({percent(ratio)})"
-        if failures:
-            summary += "; failures: " + ", ".join(f"{n}× {why}" for why, n in failures.items())
-        limit = percent(metric.min_success_ratio)
-        if ratio < metric.min_success_ratio:
-            result, detail = Verdict.FAIL, f"{summary}; below the {limit} minimum"
-        else:
-            result, detail = Verdict.PASS, f"{summary}; meets the {limit} minimum"
-        return verdict(
+        note = "; failures: " + ", ".join(f"{n}× {why}" for why, n in failures.items()) if failures else ""
+        return ratio_verdict(
             metric.name,
-            result,
-            detail,
-            value=ratio,
-            bound=f">= {number(metric.min_success_ratio)}",
+            succeeded,
+            metric.requests,
+            Wording("{part} of {whole} GETs succeeded", "GETs", "succeeded"),
+            low=metric.min_success_ratio,
             counts=counts,
+            note=note,
         )
 
 

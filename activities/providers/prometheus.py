@@ -11,11 +11,12 @@ from typing import Any, Literal
 import httpx
 
 from sluice.activities.providers._compare import compare_verdict
-from sluice.activities.providers._verdict import bounds, number, verdict
+from sluice.activities.providers._verdict import bounds, number, value_verdict, verdict
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput
 from sluice.contracts.spec import MetricSpec, PrometheusMetric
 from sluice.contracts.status import MetricVerdict, Verdict
+from sluice.contracts.text import cap
 
 RETRIES = 2
 """Extra attempts for a query that timed out, could not connect or got a 5xx."""
@@ -83,20 +84,7 @@ class PrometheusQuery:
             value = await self._query(metric, query)
         except QueryProblem as problem:
             return verdict(metric.name, Verdict.INCONCLUSIVE, str(problem), bound=bound)
-
-        if metric.max is not None and value > metric.max:
-            result, detail = (
-                Verdict.FAIL,
-                f"{number(value)} is above the maximum {number(metric.max)}",
-            )
-        elif metric.min is not None and value < metric.min:
-            result, detail = (
-                Verdict.FAIL,
-                f"{number(value)} is below the minimum {number(metric.min)}",
-            )
-        else:
-            result, detail = Verdict.PASS, f"{number(value)} is within {bound}"
-        return verdict(metric.name, result, detail, value=value, bound=bound, counts={"value": value})
+        return value_verdict(metric.name, value, low=metric.min, high=metric.max)
 
     async def _query(self, metric: PrometheusMetric, query: str) -> float:
         return _single_value(await self._data(metric, query), query)
@@ -145,7 +133,7 @@ class PrometheusQuery:
         if not isinstance(body, dict):
             raise QueryProblem(
                 f"Prometheus at {metric.address} answered HTTP {resp.status_code} without JSON: "
-                f"{resp.text[:120]!r}"
+                f"{cap(resp.text, 120)!r}"
             )
         if resp.status_code >= 400 or body.get("status") != "success":
             kind = body.get("errorType", "error")

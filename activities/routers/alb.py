@@ -9,8 +9,9 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.contracts import errors
-from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import ALBRouter
+from sluice.contracts.text import cap
 
 
 class ALBTrafficRouter:
@@ -65,10 +66,6 @@ class ALBTrafficRouter:
     async def read_weights(self) -> TrafficState:
         """The current split from the forward action."""
         return self._state(_groups(self._forward(await self._actions())[1]))
-
-    async def canary_counters(self) -> ServerCounters:
-        """ALB keeps no per-request counters we can read; use the cloudwatch provider."""
-        raise self._config("an ALB has no readable response counters; use `provider: cloudwatch`")
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """Rewrite the forward action's weights in one call and read them back."""
@@ -147,7 +144,7 @@ class ALBTrafficRouter:
         return TrafficState(stable_weight=100 - canary_pct, canary_weight=canary_pct, detail=detail)
 
     def _config(self, why: str) -> ApplicationError:
-        return ApplicationError(f"{self._where}: {why}"[:300], type=errors.ROUTER_CONFIG, non_retryable=True)
+        return ApplicationError(cap(f"{self._where}: {why}"), type=errors.ROUTER_CONFIG, non_retryable=True)
 
 
 def _groups(action: dict[str, Any]) -> list[dict[str, Any]]:

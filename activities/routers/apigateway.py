@@ -8,8 +8,9 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.contracts import errors
-from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import ApiGatewayRouter
+from sluice.contracts.text import cap
 
 
 class ApiGatewayTrafficRouter:
@@ -49,12 +50,6 @@ class ApiGatewayTrafficRouter:
     async def read_weights(self) -> TrafficState:
         """The split from the stage's deploymentId and canarySettings."""
         return self._state(await self._stage())
-
-    async def canary_counters(self) -> ServerCounters:
-        """API Gateway's counts are in CloudWatch (5XXError/Count of the stage and its canary)."""
-        raise self._config(
-            "an API Gateway stage has no readable response counters; use `provider: cloudwatch`"
-        )
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """Patch the stage to the declared state in one call, then read it back."""
@@ -123,4 +118,4 @@ class ApiGatewayTrafficRouter:
         )
 
     def _config(self, why: str) -> ApplicationError:
-        return ApplicationError(f"{self._where}: {why}"[:300], type=errors.ROUTER_CONFIG, non_retryable=True)
+        return ApplicationError(cap(f"{self._where}: {why}"), type=errors.ROUTER_CONFIG, non_retryable=True)

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
-import re
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from temporalio.exceptions import ApplicationError
 
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import HAProxyRouter
+from sluice.contracts.text import cap
 
-_WEIGHT_REPLY = re.compile(r"^(\d+) \(initial \d+\)$")
-_MAX_REPLY = 200  # error messages travel in Temporal payloads: keep them short
-_RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
-# Requests the server never answered are not in its hrsp_*: HAProxy counts them in `econ`
-# (could not connect; the client got HAProxy's 503), `eresp` (broken or timed-out response;
-# 502/504) or, with `option redispatch`, `wredis` (sent to another server instead). A canary
-# that crashed would otherwise show no responses at all and never fail its analysis.
-_FAILED_COLUMNS = ("econ", "eresp", "wredis")
+T = TypeVar("T")
 
 
 class HAProxyTrafficRouter:
@@ -33,48 +26,70 @@ class HAProxyTrafficRouter:
     of the initial weight) and always sum to 100, so the backend is never left without
     a server.
 
-    Every call opens one connection per runtime API command, as HAProxy closes it after
-    one answer. Nothing is cached between calls, so each method reflects the live state.
+    With several instances (`admin_socket` as a list: an HA pair, a fleet), every change is
+    applied to each and read back from each, concurrently; one that fails does not stop the
+    others (a rollback still takes the canary out wherever it can), and the call then raises
+    so that the activity's retry repeats the change everywhere. Counters are summed over the
+    instances, as each counts only the requests it proxied.
+
+    Nothing is cached between calls (see `RuntimeAPI`), so each method reflects the live
+    state. Besides the split, the returned `TrafficState` carries the servers' counters
+    (HAProxy is the one router that has them): the baseline of an HAProxy analysis.
     """
 
     def __init__(self, spec: HAProxyRouter) -> None:
         self.spec = spec
-        self._timeout = spec.timeout.total_seconds()
+        self._apis = RuntimeAPI.all_of(spec)
 
     # --- TrafficRouter ------------------------------------------------------------------
 
     async def preflight(self) -> TrafficState:
-        """Check the socket answers and both servers exist; return the split. Changes nothing."""
-        state = await self.read_weights()
-        state.detail = f"{self._where()}: {state.detail}"
-        return state
+        """Check each socket answers, both servers exist and all traffic is on stable. Changes nothing.
+
+        A rollout starts with all traffic on `stable_server` and none on `canary_server`, on
+        every instance. Any other split is refused (UNEXPECTED_SPLIT, not retryable): after a
+        promotion the new version runs on `canary_server` at 100%, and a next spec that keeps
+        the names would "roll back" to the old version and call it stable.
+        """
+        states = await self._each(self._preflight_one)
+        return self._combine(states, where=True)
 
     async def read_weights(self) -> TrafficState:
-        """The current split (from `get weight`) and the canary's counters."""
-        counters = await self.canary_counters()
-        stable = await self._get_weight(self.spec.stable_server)
-        canary = await self._get_weight(self.spec.canary_server)
-        return self._state(stable, canary, counters)
+        """The current split (from `get weight`) and the canary's counters.
 
-    async def canary_counters(self) -> ServerCounters:
-        """The canary server's cumulative responses and 5xx, from `show stat`.
-
-        `responses` is hrsp_1xx..5xx + hrsp_other, `errors_5xx` is hrsp_5xx; requests the
-        server failed to answer (`econ` + `eresp` + `wredis`) count in both: the canary
-        failed them, even when a redispatch to stable saved the user.
+        When instances disagree the split of the one that sends the new version the most
+        traffic is returned, and the detail shows each.
         """
-        return (await self._counters(self.spec.canary_server))[self.spec.canary_server]
-
-    async def both_counters(self) -> tuple[ServerCounters, ServerCounters]:
-        """(stable, canary) cumulative counters from one `show stat`, so both are of the same moment."""
-        rows = await self._counters(self.spec.stable_server, self.spec.canary_server)
-        return rows[self.spec.stable_server], rows[self.spec.canary_server]
+        return self._combine(await self._each(self._read_one), where=len(self._apis) > 1)
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
-        """Set canary `canary_weight` and stable `100 - canary_weight`, then verify by reading back.
+        """Set canary `canary_weight` and stable `100 - canary_weight` everywhere; verify by reading back.
 
-        The canary's counters are read before anything changes (they are the baseline
-        of an analysis that starts at this step) and returned in `canary_counters`.
+        The counters are read before anything changes (they are the baseline of an analysis
+        that starts at this step) and returned in `canary_counters` and `stable_counters`.
+        See `_set_one` for the order of the two commands on each instance.
+        """
+        if not 0 <= canary_weight <= 100:
+            raise ValueError(f"canary_weight must be within 0..100, got {canary_weight}")
+        states = await self._each(lambda api: self._set_one(api, canary_weight))
+        return self._combine(states, where=len(self._apis) > 1)
+
+    # --- one instance -----------------------------------------------------------------------
+
+    async def _preflight_one(self, api: RuntimeAPI) -> TrafficState:
+        counters = await api.counters(self.spec.canary_server)
+        stable, canary = await self._weights(api)
+        if stable == 0 or canary > 0:
+            raise self._unexpected_split(api, stable, canary)
+        return self._state(stable, canary, counters[self.spec.canary_server])
+
+    async def _read_one(self, api: RuntimeAPI) -> TrafficState:
+        counters = await api.counters(self.spec.canary_server)
+        stable, canary = await self._weights(api)
+        return self._state(stable, canary, counters[self.spec.canary_server])
+
+    async def _set_one(self, api: RuntimeAPI, canary_weight: int) -> TrafficState:
+        """Set both weights on one instance and read them back.
 
         Two commands cannot change two weights atomically, so the order is chosen so that
         a failure between them ("an unreachable router never gets half a change") leaves
@@ -92,11 +107,9 @@ class HAProxyTrafficRouter:
         Either way the intermediate canary share lies between the old and the new one, and
         an activity retry repeats both commands, since they are declarative.
         """
-        if not 0 <= canary_weight <= 100:
-            raise ValueError(f"canary_weight must be within 0..100, got {canary_weight}")
         stable_weight = 100 - canary_weight
-        stable_before, before = await self.both_counters()
-        current_stable = await self._get_weight(self.spec.stable_server)
+        before = await api.counters(self.spec.stable_server, self.spec.canary_server)
+        current_stable = await api.get_weight(self.spec.stable_server)
         order = [
             (self.spec.canary_server, canary_weight),
             (self.spec.stable_server, stable_weight),
@@ -104,25 +117,70 @@ class HAProxyTrafficRouter:
         if current_stable == 0 and canary_weight == 0:
             order.reverse()
         for server, weight in order:
-            await self._set_weight(server, weight)
+            await api.set_weight(server, weight)
 
-        stable_read = await self._get_weight(self.spec.stable_server)
-        canary_read = await self._get_weight(self.spec.canary_server)
+        stable_read, canary_read = await self._weights(api)
         if (stable_read, canary_read) != (stable_weight, canary_weight):
             raise ApplicationError(
-                f"{self._where()}: set weights stable={stable_weight} canary={canary_weight} "
+                f"{api.where}: set weights stable={stable_weight} canary={canary_weight} "
                 f"but read back stable={stable_read} canary={canary_read}; another client may "
                 "be changing weights",
                 type=errors.TRAFFIC_NOT_APPLIED,
             )
-        state = self._state(stable_read, canary_read, before)
-        state.stable_counters = stable_before
+        state = self._state(stable_read, canary_read, before[self.spec.canary_server])
+        state.stable_counters = before[self.spec.stable_server]
         return state
 
-    # --- runtime API ----------------------------------------------------------------------
+    async def _weights(self, api: RuntimeAPI) -> tuple[int, int]:
+        """(stable, canary) weights as the instance has them now."""
+        stable = await api.get_weight(self.spec.stable_server)
+        canary = await api.get_weight(self.spec.canary_server)
+        return stable, canary
 
-    def _where(self) -> str:
-        return f"HAProxy at {self.spec.admin_socket} backend {self.spec.backend}"
+    # --- all instances ----------------------------------------------------------------------
+
+    async def _each(self, call: Callable[[RuntimeAPI], Awaitable[T]]) -> list[tuple[RuntimeAPI, T]]:
+        """`call` on every instance concurrently; all of them finish before anything is raised.
+
+        One instance: its error as it is. Several: one error naming each instance that
+        failed, not retryable if any failure is not (a human has to fix that instance).
+        """
+        results = await asyncio.gather(*(call(api) for api in self._apis), return_exceptions=True)
+        done: list[tuple[RuntimeAPI, T]] = []
+        failed: list[BaseException] = []
+        for api, result in zip(self._apis, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.append(result)
+            else:
+                done.append((api, result))
+        if not failed:
+            return done
+        if len(self._apis) == 1 or not all(isinstance(e, ApplicationError) for e in failed):
+            raise failed[0]
+        app_errors = [e for e in failed if isinstance(e, ApplicationError)]
+        fatal = [e for e in app_errors if e.non_retryable]
+        first = (fatal or app_errors)[0]
+        raise ApplicationError(
+            cap(
+                f"{len(failed)} of {len(self._apis)} HAProxy instances failed: "
+                + "; ".join(e.message for e in app_errors)
+            ),
+            type=first.type,
+            non_retryable=bool(fatal),
+        )
+
+    def _combine(self, states: list[tuple[RuntimeAPI, TrafficState]], *, where: bool) -> TrafficState:
+        """One state for all instances: the split of the one giving the canary the most,
+        counters summed, and each instance's weights in the detail (prefixed by where it is)."""
+        split = max((s for _, s in states), key=lambda s: s.canary_weight)
+        detail = "; ".join(f"{api.where}: {s.detail}" for api, s in states) if where else split.detail
+        return split.model_copy(
+            update={
+                "canary_counters": _sum([s.canary_counters for _, s in states]),
+                "stable_counters": _sum([s.stable_counters for _, s in states]),
+                "detail": detail,
+            }
+        )
 
     def _state(self, stable: int, canary: int, counters: ServerCounters) -> TrafficState:
         total = stable + canary
@@ -141,111 +199,28 @@ class HAProxyTrafficRouter:
             detail=f"weights {self.spec.stable_server}={stable} {self.spec.canary_server}={canary}",
         )
 
-    async def _get_weight(self, server: str) -> int:
-        reply = await self._command(f"get weight {self.spec.backend}/{server}", server)
-        match = _WEIGHT_REPLY.match(reply)
-        if not match:
-            self._reject(f"get weight {self.spec.backend}/{server}", reply)
-        return int(match.group(1))
-
-    async def _set_weight(self, server: str, weight: int) -> None:
-        reply = await self._command(f"set weight {self.spec.backend}/{server} {weight}", server)
-        if reply:
-            self._reject(f"set weight {self.spec.backend}/{server} {weight}", reply)
-
-    async def _counters(self, *servers: str) -> dict[str, ServerCounters]:
-        # `show stat <proxy> 4 -1`: servers (type 4) of one proxy, all server ids.
-        reply = await self._command(f"show stat {self.spec.backend} 4 -1", servers[0])
-        lines = reply.splitlines()
-        if not lines or not lines[0].startswith("# "):
-            self._reject(f"show stat {self.spec.backend} 4 -1", reply)
-        rows = csv.DictReader([lines[0][2:], *lines[1:]])
-        found: dict[str, ServerCounters] = {}
-        for row in rows:
-            name = row.get("svname")
-            if row.get("pxname") == self.spec.backend and name in servers and name not in found:
-                try:
-                    failed = sum(int(row[col] or 0) for col in _FAILED_COLUMNS)
-                    responses = sum(int(row[col] or 0) for col in _RESPONSE_COLUMNS) + failed
-                    errors_5xx = int(row["hrsp_5xx"] or 0) + failed
-                except (KeyError, ValueError):
-                    self._reject(f"show stat {self.spec.backend} 4 -1", lines[0])
-                found[name] = ServerCounters(responses=responses, errors_5xx=errors_5xx)
-        for server in servers:
-            if server not in found:
-                raise self._no_such_server(server)
-        return found
-
-    def _no_such_server(self, server: str) -> ApplicationError:
-        return ApplicationError(
-            f"{self._where()} has no server {server!r}; add `server {server} <addr>` to "
-            f"`backend {self.spec.backend}` in haproxy.cfg, or fix stable_server/canary_server "
-            "in the spec",
-            type=errors.ROUTER_CONFIG,
-            non_retryable=True,
-        )
-
-    def _reject(self, command: str, reply: str) -> NoReturn:
-        text = " ".join(reply.split())[:_MAX_REPLY] or "(no reply)"
-        hint = ""
-        if "Permission denied" in reply:
-            hint = "; the stats socket needs `level admin` in haproxy.cfg"
-        raise ApplicationError(
-            f"{self._where()} refused {command!r}: {text}{hint}",
-            type=errors.ROUTER_REJECTED,
-            non_retryable=True,
-        )
-
-    async def _command(self, command: str, server: str) -> str:
-        """Send one command; return its reply without the trailing blank line.
-
-        Raises ROUTER_UNREACHABLE when the socket cannot be used and ROUTER_CONFIG when
-        HAProxy says the backend or server does not exist.
-        """
-        try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._exchange(command)
-        except TimeoutError:
-            raise self._unreachable(f"no answer within {self._timeout:g}s") from None
-        except OSError as err:
-            raise self._unreachable(err.strerror or type(err).__name__) from None
-
-        if not reply:
-            # A good `set weight` answer is one empty line, so zero bytes must not pass for it.
-            raise self._unreachable(f"connection closed without an answer to {command!r}")
-        text = reply.strip("\n")
-        if text.startswith(("No such backend", "No such proxy")):
-            raise ApplicationError(
-                f"{self._where()}: no such backend; use a `backend` name from haproxy.cfg "
-                "as router.backend in the spec (HAProxy names are case-sensitive)",
-                type=errors.ROUTER_CONFIG,
-                non_retryable=True,
-            )
-        if text.startswith("No such server"):
-            raise self._no_such_server(server)
-        return text
-
-    async def _exchange(self, command: str) -> str:
-        target = self.spec.admin_socket
-        if target.startswith("/"):
-            reader, writer = await asyncio.open_unix_connection(target)
+    def _unexpected_split(self, api: RuntimeAPI, stable: int, canary: int) -> ApplicationError:
+        """Why a rollout cannot start from these weights, and how to fix the spec or HAProxy."""
+        s, c, backend = self.spec.stable_server, self.spec.canary_server, self.spec.backend
+        if stable == 0 and canary > 0:
+            fix = f"if {c!r} runs the live version, swap stable_server and canary_server in the spec"
+        elif stable == 0:
+            fix = f"set weight {backend}/{s} 100 first"
         else:
-            host, _, port = target.rpartition(":")
-            reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            writer.write(command.encode() + b"\n")
-            await writer.drain()
-            data = await reader.read()  # HAProxy closes the connection after one answer
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        return data.decode(errors="replace")
-
-    def _unreachable(self, why: str) -> ApplicationError:
+            fix = f"put it all on stable first: set weight {backend}/{c} 0 and {backend}/{s} 100"
         return ApplicationError(
-            f"HAProxy runtime API at {self.spec.admin_socket} is unreachable ({why}); is "
-            "HAProxy running, and does haproxy.cfg have `stats socket "
-            f"{self.spec.admin_socket} level admin`?",
-            type=errors.ROUTER_UNREACHABLE,
+            f"{api.where}: found {s}={stable} {c}={canary}, but a rollout starts with all "
+            f"traffic on stable_server; {fix}",
+            type=errors.UNEXPECTED_SPLIT,
+            non_retryable=True,
         )
+
+
+def _sum(counters: list[ServerCounters | None]) -> ServerCounters | None:
+    """The sum of the instances' counters; None if any instance has none."""
+    present = [c for c in counters if c is not None]
+    if len(present) < len(counters):
+        return None
+    return ServerCounters(
+        responses=sum(c.responses for c in present), errors_5xx=sum(c.errors_5xx for c in present)
+    )

@@ -8,8 +8,9 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.contracts import errors
-from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import LambdaAliasRouter
+from sluice.contracts.text import cap
 
 
 class LambdaAliasTrafficRouter:
@@ -49,10 +50,6 @@ class LambdaAliasTrafficRouter:
     async def read_weights(self) -> TrafficState:
         """The split from the alias' FunctionVersion and RoutingConfig."""
         return self._state(await self._alias())
-
-    async def canary_counters(self) -> ServerCounters:
-        """Lambda's counts are in CloudWatch (Invocations/Errors by ExecutedVersion)."""
-        raise self._config("a Lambda alias has no readable response counters; use `provider: cloudwatch`")
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """Update the alias in one call and read it back."""
@@ -107,4 +104,4 @@ class LambdaAliasTrafficRouter:
         )
 
     def _config(self, why: str) -> ApplicationError:
-        return ApplicationError(f"{self._where}: {why}"[:300], type=errors.ROUTER_CONFIG, non_retryable=True)
+        return ApplicationError(cap(f"{self._where}: {why}"), type=errors.ROUTER_CONFIG, non_retryable=True)

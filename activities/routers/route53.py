@@ -10,8 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from sluice.activities.aws import call
 from sluice.contracts import errors
-from sluice.contracts.calls import ServerCounters, TrafficState
+from sluice.contracts.calls import TrafficState
 from sluice.contracts.spec import Route53Router
+from sluice.contracts.text import cap
 
 _INSYNC_WAIT = 10.0
 """How long to poll `GetChange` for INSYNC; the change is applied in the API either way."""
@@ -42,14 +43,6 @@ class Route53TrafficRouter:
         """The split from the two records' weights."""
         stable, canary = await self._records()
         return _state(int(stable.get("Weight", 0)), int(canary.get("Weight", 0)))
-
-    async def canary_counters(self) -> ServerCounters:
-        """DNS answers are not requests; measure the new version with `provider: cloudwatch`."""
-        raise ApplicationError(
-            f"{self._where}: Route 53 has no response counters; use `provider: cloudwatch`",
-            type=errors.ROUTER_CONFIG,
-            non_retryable=True,
-        )
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """UPSERT both records' weights in one batch, wait for INSYNC and the TTL wait, read back."""
@@ -118,8 +111,10 @@ class Route53TrafficRouter:
             if record is None:
                 have = ", ".join(sorted(found)) or "none"
                 raise ApplicationError(
-                    f"{self._where}: no weighted record with SetIdentifier {ident!r} ({role}); records with "
-                    f"this name and type: {have}. Create both weighted records before the rollout",
+                    cap(
+                        f"{self._where}: no weighted record with SetIdentifier {ident!r} ({role}); records "
+                        f"with this name and type: {have}. Create both weighted records before the rollout"
+                    ),
                     type=errors.ROUTER_CONFIG,
                     non_retryable=True,
                 )

@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from tests.aws.resources import aws, make_alb, make_lambda, make_route53
-from tests.e2e.conftest import ROOT
+from tests.support.cli import run_sluice
 from tests.support.moto import MotoServer
 from tests.support.procs import ManagedProcess, wait_until
 from tests.support.temporal import DevServer, start_worker
@@ -113,14 +112,7 @@ class Rollout:
         return path
 
     def sluice(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sluice", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **self.server.env()},
-            cwd=ROOT,
-            timeout=60,
-        )
+        return run_sluice(*args, env=self.server.env(), timeout=60)
 
     def start(self, spec: Path) -> None:
         done = self.sluice("start", "-f", str(spec))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.cli import run_sluice
 from tests.support.demo_service import control, start_demo_service
 from tests.support.haproxy import HAProxyInstance, start_haproxy
 from tests.support.procs import ManagedProcess, free_port
@@ -31,11 +31,38 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     server.stop()
 
 
+class WorkerPool:
+    """One `sluice worker` per test module, started again only when a test killed it."""
+
+    def __init__(self, server: DevServer, workdir: Path) -> None:
+        self._server, self._workdir = server, workdir
+        self._proc: ManagedProcess | None = None
+        self._started = itertools.count(1)
+
+    def get(self) -> ManagedProcess:
+        if self._proc is None or not self._proc.running:
+            if self._proc is not None:
+                self._proc.stop()
+            log = self._workdir / f"worker-{next(self._started)}.log"
+            self._proc = start_worker(self._server, log)
+        return self._proc
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_pool(dev_server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    pool = WorkerPool(dev_server, tmp_path_factory.mktemp("workers"))
+    yield pool
+    pool.stop()
+
+
 @pytest.fixture
-def worker(dev_server: DevServer, tmp_path: Path) -> Iterator[ManagedProcess]:
-    proc = start_worker(dev_server, tmp_path / "worker.log")
-    yield proc
-    proc.stop()
+def worker(worker_pool: WorkerPool) -> ManagedProcess:
+    """The module's worker (a test may kill it: the next test gets a new one)."""
+    return worker_pool.get()
 
 
 @dataclass
@@ -71,15 +98,7 @@ class Stack:
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI as a subprocess against this stack's dev server (`env` added)."""
-        env = {**os.environ, **self.server.env(), **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "sluice", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=timeout,
-        )
+        return run_sluice(*args, env={**self.server.env(), **(env or {})}, timeout=timeout)
 
     def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the Temporal CLI against this stack's dev server."""

@@ -116,11 +116,9 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
         try:
             wait_status(stack, lambda s: (s.get("weights") or {}).get("canary") == 20)
             stack.canary_errors(1.0)
-            broke = time.monotonic()
             out, err = waiting.communicate(timeout=60)
         finally:
             waiting.kill()
-        took = time.monotonic() - broke
     assert waiting.returncode == 1, out + err
     assert "rolled_back" in out + err or "rolled back" in out + err
     final = status(stack)
@@ -128,7 +126,8 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
     assert final["weights"] == {"stable": 100, "canary": 0}
     assert final["rollback"]["verified_at"] is not None
     assert "canary-5xx" in final["message"]
-    assert took < 30, f"rollback took {took:.1f}s"
+    # How fast is bench/rollback_time.py's job; here: the analysis, not a timeout, decided it.
+    assert "canary-5xx" in final["rollback"]["reason"]
     counts = send_requests(stack.haproxy.url, 100)
     assert counts.by_version == {"v1": 100}
     assert counts.by_status == {200: 100}
@@ -143,12 +142,13 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
 
 
 def test_sluice_pause_holds_a_rollout_past_its_bake(stack: Stack, worker: ManagedProcess) -> None:
-    spec = stack.spec([{"set_weight": 10}, {"pause": "3s"}, {"set_weight": 100}])
+    # A bake long enough that the pause lands inside it even on a loaded machine.
+    spec = stack.spec([{"set_weight": 10}, {"pause": "8s"}, {"set_weight": 100}])
     start(stack, spec)
     wait_status(stack, lambda s: s["step_index"] == 1 and (s.get("weights") or {}).get("canary") == 10)
     paused = stack.sluice("pause", stack.service, "--reason", "checking dashboards", "--by", "alice")
     assert paused.returncode == 0, paused.stderr
-    time.sleep(6)  # twice the bake
+    time.sleep(10)  # past the bake
     held = status(stack)
     assert held["phase"] == "paused" and held["step_index"] == 1
     assert held["weights"] == {"stable": 90, "canary": 10}

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from sluice.cli.plan import static_summary
+from sluice.contracts.plan import static_summary
 from sluice.contracts.spec import load_spec
 from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_rollouts import start, wait_status

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.cli.plan import static_summary
+from sluice.contracts.plan import static_summary
 from sluice.contracts.spec import load_spec
 from tests.e2e.conftest import Stack
 from tests.e2e.test_observability import history_text

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.activities.routers import router_for
 from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.contracts import errors
@@ -51,6 +52,32 @@ async def test_preflight_reports_split_and_changes_nothing(
     assert state.canary_counters.responses == 0
     assert str(haproxy.admin_socket) in state.detail
     assert weights(haproxy) == (100, 0)
+
+
+@pytest.mark.parametrize(
+    "stable, canary, fix",
+    [
+        (0, 100, "swap stable_server and canary_server"),  # after a promotion, names kept
+        (0, 0, "set weight be_demo/stable 100 first"),
+        (90, 10, "set weight be_demo/canary 0 and be_demo/stable 100"),  # a rollout stopped half-way
+    ],
+    ids=["promoted-sides-kept", "no-traffic", "half-way"],
+)
+async def test_preflight_refuses_a_split_a_rollout_cannot_start_from(
+    haproxy: HAProxyInstance, router: HAProxyRouter, stable: int, canary: int, fix: str
+) -> None:
+    for server, weight in (("stable", stable), ("canary", canary)):
+        assert haproxy.command(f"set weight {haproxy.backend}/{server} {weight}").strip() == ""
+
+    with pytest.raises(ApplicationError) as caught:
+        await router_for(router).preflight()
+
+    assert caught.value.type == errors.UNEXPECTED_SPLIT
+    assert caught.value.non_retryable
+    assert f"stable={stable} canary={canary}" in caught.value.message  # the weights it found
+    assert fix in caught.value.message  # how to fix it
+    assert len(caught.value.message) <= 300  # the status shows it whole (failure_cause caps there)
+    assert weights(haproxy) == (stable, canary)  # nothing touched
 
 
 @pytest.mark.parametrize("field", ["canary_server", "stable_server"])
@@ -174,7 +201,8 @@ async def test_set_weights_returns_counters_from_before_the_change(
     assert state.canary_counters.responses == canary_answers
     assert state.canary_counters.errors_5xx == sent.by_version_status[(CANARY_VERSION, 500)]
     assert state.canary_counters.errors_5xx == canary_answers
-    assert await impl.canary_counters() == state.canary_counters  # no canary traffic since
+    now = await RuntimeAPI.all_of(router)[0].counters(router.canary_server)
+    assert now[router.canary_server] == state.canary_counters  # no canary traffic since
 
 
 async def test_refused_command_is_rejected_and_not_retried(

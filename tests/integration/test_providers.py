@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.activities.providers import provider_for
 from sluice.activities.routers import router_for
 from sluice.contracts.calls import AnalyzeInput, ServerCounters
@@ -115,7 +116,7 @@ async def test_error_ratio_counts_only_since_the_baseline(
     demo.canary.control(error_rate=1.0)
     await shift_and_send(haproxy, router, 40)  # 20 failures before the baseline
     demo.canary.control(error_rate=0.0)
-    baseline = await router_for(router).canary_counters()
+    baseline = (await RuntimeAPI.all_of(router)[0].counters(router.canary_server))[router.canary_server]
     sent = await asyncio.to_thread(send_requests, haproxy.url + "/", 60)
 
     verdict = await measure(router, ERROR_RATIO, baseline=baseline)

@@ -10,16 +10,18 @@ from urllib.parse import urlencode
 
 from tests.support.procs import ManagedProcess
 
+DEMO_SERVICE = Path(__file__).resolve().parents[2] / "demo" / "service.py"
+"""A standalone file (stdlib only), run by path so it starts from any working directory."""
+
 
 def start_demo_service(
     port: int, version: str, log_dir: Path, host: str = "127.0.0.1", timeout: float = 10.0
 ) -> ManagedProcess:
-    """Start `python -m demo.service` and wait until `/healthz` answers."""
+    """Start `python demo/service.py` and wait until `/healthz` answers."""
     proc = ManagedProcess(
         [
             sys.executable,
-            "-m",
-            "demo.service",
+            str(DEMO_SERVICE),
             "--host",
             host,
             "--port",

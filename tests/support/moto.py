@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from sluice.runtime.binaries import find_binary
 from tests.support.procs import ManagedProcess, free_port
 
 REGION = "us-east-1"
@@ -15,10 +14,7 @@ REGION = "us-east-1"
 
 def moto_binary() -> str:
     """`moto_server` next to the interpreter (the venv), else on PATH."""
-    path = Path(sys.executable).parent / "moto_server"
-    if path.exists():
-        return str(path)
-    found = shutil.which("moto_server")
+    found = find_binary("moto_server")
     if found is None:
         raise FileNotFoundError("moto_server is not installed; run `pip install -e '.[dev]'`")
     return found

@@ -286,3 +286,46 @@ def test_dev_command_registers_search_attributes() -> None:
     assert cmd[cmd.index("--db-filename") + 1] == "state.db"
     pairs = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--search-attribute"}
     assert pairs == {f"{name}={kind}" for name, kind in REGISTRATION.items()}
+
+
+# --- schema and --set -----------------------------------------------------------------------
+
+
+def test_schema_prints_the_published_json_schema() -> None:
+    result = sluice("schema")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((ROOT / "docs" / "rollout.schema.json").read_text())
+
+
+def test_set_overrides_simple_fields_on_validate_and_plan() -> None:
+    result = sluice(
+        "validate",
+        "-f",
+        str(EXAMPLE),
+        "--set",
+        "version=1.10",
+        "--set",
+        "analysis.interval=10s",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == "1.10"
+    result = sluice("plan", "-f", str(EXAMPLE), "--set", "version=v9")
+    assert result.returncode == 0, result.stderr
+    assert "v1 → v9" in result.stdout
+
+
+def test_set_errors_name_the_key_and_exit_2() -> None:
+    result = sluice("start", "-f", str(EXAMPLE), "--set", "verison=v3")
+    assert result.returncode == 2
+    assert "--set verison: unknown field; did you mean `version`?" in result.stderr
+
+
+def test_duplicate_keys_exit_2_with_the_line(tmp_path: Path) -> None:
+    text = VALID.format(steps="  - set_weight: 10") + "steps:\n  - set_weight: 100\n"
+    result = sluice("validate", "-f", write(tmp_path, text))
+    assert result.returncode == 2
+    assert (
+        "steps: duplicate key at " in result.stderr and "line 11, column 1 (first at line 9" in result.stderr
+    )

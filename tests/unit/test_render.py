@@ -64,6 +64,6 @@ def test_ring_transitions_are_printed_once_each() -> None:
     )
     assert [line for line in later if line.startswith("ring")] == [
         "ring eu: promoted: all steps passed",
-        next(line for line in later if line.startswith("ring eu weights")),
+        "ring eu weights v1 0% · v2 100%",
         "ring us: progressing",
     ]

@@ -7,16 +7,8 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from sluice.contracts.durations import format_duration
-from sluice.contracts.spec import (
-    CloudWatchAlarmGate,
-    CloudWatchMetric,
-    HAProxyMetric,
-    HttpMetric,
-    MetricSpec,
-    PrometheusMetric,
-    RingRolloutSpec,
-    RolloutSpec,
-)
+from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
+from sluice.contracts.text import markdown_cell as _cell
 
 StepKind = Literal["set_weight", "bake", "wait", "approval", "watch"]
 
@@ -93,32 +85,6 @@ def build_plan(spec: RolloutSpec | RingRolloutSpec) -> Plan:
     return Plan(spec=spec, entries=entries)
 
 
-def pass_rule(metric: MetricSpec) -> str:
-    """What a metric must show to pass, in words: `error ratio ≤ 0.01 (at least 20 requests)`."""
-    if isinstance(metric, HAProxyMetric | PrometheusMetric) and metric.compare is not None:
-        what = "latency" if isinstance(metric, PrometheusMetric) and metric.compares_latency else "5xx rate"
-        return (
-            f"{what} not worse than stable's by more than {metric.tolerance:.0%} "
-            f"(sequential test, alpha {metric.alpha:g}; at least {metric.min_requests} requests each)"
-        )
-    if isinstance(metric, HAProxyMetric):
-        return f"error ratio ≤ {metric.max:g} (at least {metric.min_requests} requests)"
-    if isinstance(metric, HttpMetric):
-        return (
-            f"≥ {metric.min_success_ratio:.0%} of {metric.requests} GET {metric.url} "
-            f"answer 2xx/3xx within {format_duration(metric.timeout)}"
-        )
-    if isinstance(metric, CloudWatchMetric | CloudWatchAlarmGate):
-        return metric.describe()
-    assert isinstance(metric, PrometheusMetric)
-    bounds = []
-    if metric.min is not None:
-        bounds.append(f"≥ {metric.min:g}")
-    if metric.max is not None:
-        bounds.append(f"≤ {metric.max:g}")
-    return f"query value {' and '.join(bounds)}"
-
-
 def versions(spec: RolloutSpec | RingRolloutSpec) -> str:
     """`v1 → v2`, or `stable → v2` when the spec names no stable version."""
     return f"{spec.stable_version or 'stable'} → {spec.version}"
@@ -151,10 +117,6 @@ def static_summary(spec: RolloutSpec | RingRolloutSpec) -> str:
     )
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def static_details(plan: Plan, started_by: str) -> str:
     """Markdown for the Temporal UI: the timeline and the metrics as tables."""
     spec = plan.spec
@@ -185,7 +147,7 @@ def static_details(plan: Plan, started_by: str) -> str:
             "| metric | provider | passes when |",
             "|---|---|---|",
         ]
-        lines += [f"| {m.name} | {m.provider} | {_cell(pass_rule(m))} |" for m in a.metrics]
+        lines += [f"| {m.name} | {m.provider} | {_cell(m.describe())} |" for m in a.metrics]
     else:
         lines += ["", "No analysis: nothing is measured, so nothing rolls back on its own."]
     lines += ["", f"spec digest `{spec.digest()}`, started by `{_cell(started_by)}`"]
@@ -205,7 +167,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "inconclusive_limit": a.inconclusive_limit,
             "on_inconclusive": a.on_inconclusive,
             "metrics": [
-                {"name": m.name, "provider": m.provider, "passes_when": pass_rule(m)} for m in a.metrics
+                {"name": m.name, "provider": m.provider, "passes_when": m.describe()} for m in a.metrics
             ],
         }
     rings: list[dict[str, Any]] | None = None
