@@ -228,7 +228,9 @@ class RolloutWorkflow(RolloutBase):
             if step.set_weight is not None:
                 await self._shift(step.set_weight)
             elif step.watch is not None:
-                await self._bake(index, bake_left if resuming and bake_left else step.watch, gate=False)
+                # A watch carried over with no time left was waiting for a fresh passing tick.
+                left = bake_left if resuming and bake_left is not None else step.watch
+                await self._bake(index, left, gate=False)
             elif step.approval is not None:
                 gate = step.approval
                 who = " or ".join(gate.approvers) if gate.approvers else "anyone"
@@ -296,7 +298,9 @@ class RolloutWorkflow(RolloutBase):
     async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time.
 
-        With `gate`, a bake under analysis ends only on a passing tick (see `_await_pass`).
+        With `gate` (a `pause` step), a bake under analysis ends only on a fresh passing tick
+        (see `_await_pass`); without (the watch after 100%), only on a fresh pass too, since
+        promotion follows it, unless its history is from before that rule.
         """
         remaining = duration
         while remaining > timedelta(0) and not self._interrupted():
@@ -317,8 +321,16 @@ class RolloutWorkflow(RolloutBase):
                 self._status.message = f"paused with {format_duration(remaining)} of the bake left"
             elif self._history_full() and not self._interrupted():
                 await self._continue_as_new(index, True, remaining)
-        if gate and not self._interrupted():
+        if not self._interrupted() and (gate or self._watch_needs_a_fresh_pass()):
             await self._await_pass(index)
+
+    def _watch_needs_a_fresh_pass(self) -> bool:
+        if not self._analysis.active:
+            return False
+        assert self._analysis.interval is not None
+        if self._passed_since(workflow.now() - self._analysis.interval):
+            return False
+        return workflow.patched("watch-ends-on-a-fresh-pass")  # histories before it promoted on any
 
     def _last_tick_passed(self) -> bool:
         return bool(self._status.verdicts) and tick_verdict(self._status.verdicts) is Verdict.PASS

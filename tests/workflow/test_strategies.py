@@ -108,6 +108,26 @@ async def test_canary_post_promotion_passes_then_promotes(env: WorkflowEnvironme
     assert result.analysis.ticks >= 20  # the watch kept analysing for 2 minutes
 
 
+async def test_a_watch_hung_at_its_end_does_not_promote_on_the_pass_before(env: WorkflowEnvironment) -> None:
+    # Ticks every 5 s from the shift to 100%; the 30 s watch ends while the tick due at 25 s hangs.
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 100}], post_promotion="30s")
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 100)
+        await env.sleep(22)
+        await until(handle, lambda s: s.analysis.ticks >= 4)
+        router.hang_analysis = True
+        await env.sleep(10)
+        held = await until(handle, lambda s: "bake over" in s.message)
+        router.hang_analysis = False
+        router.unhang.set()
+        result = await handle.result()
+    assert held.phase is Phase.PROGRESSING and "too old" in held.message
+    assert result.phase is Phase.PROMOTED
+    assert result.verdicts_at is not None and held.verdicts_at is not None
+    assert result.verdicts_at > held.verdicts_at
+
+
 # --- blue/green ---------------------------------------------------------------------------------
 
 PREVIEW = {
