@@ -10,12 +10,14 @@ from sluice.activities.routers.apigateway import ApiGatewayTrafficRouter
 from sluice.activities.routers.base import TrafficRouter
 from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.activities.routers.lambda_alias import LambdaAliasTrafficRouter
+from sluice.activities.routers.nginx import NginxTrafficRouter
 from sluice.activities.routers.route53 import Route53TrafficRouter
 from sluice.contracts.spec import (
     ALBRouter,
     ApiGatewayRouter,
     HAProxyRouter,
     LambdaAliasRouter,
+    NginxRouter,
     Route53Router,
     RouterSpec,
 )
@@ -26,6 +28,7 @@ ROUTERS: Mapping[type[Any], Callable[[Any], TrafficRouter]] = {
     LambdaAliasRouter: LambdaAliasTrafficRouter,
     ApiGatewayRouter: ApiGatewayTrafficRouter,
     Route53Router: Route53TrafficRouter,
+    NginxRouter: NginxTrafficRouter,
 }
 """Each router spec model and the class that drives it; a new router type adds a module and a line."""
 

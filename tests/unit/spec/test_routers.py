@@ -22,8 +22,8 @@ from tests.unit.spec.support import (
 
 
 def test_unknown_router_type() -> None:
-    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__("type", "nginx")))
-    assert path == "router" and "'nginx'" in msg and "haproxy" in msg
+    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__("type", "envoy")))
+    assert path == "router" and "'envoy'" in msg and "haproxy" in msg
 
 
 @pytest.mark.parametrize("field", ["backend", "stable_server", "canary_server"])
