@@ -8,18 +8,22 @@ from typing import Any
 from sluice.activities.routers.alb import ALBTrafficRouter
 from sluice.activities.routers.apigateway import ApiGatewayTrafficRouter
 from sluice.activities.routers.base import TrafficRouter
+from sluice.activities.routers.caddy import CaddyTrafficRouter
 from sluice.activities.routers.haproxy import HAProxyTrafficRouter
 from sluice.activities.routers.lambda_alias import LambdaAliasTrafficRouter
 from sluice.activities.routers.nginx import NginxTrafficRouter
 from sluice.activities.routers.route53 import Route53TrafficRouter
+from sluice.activities.routers.traefik import TraefikTrafficRouter
 from sluice.contracts.spec import (
     ALBRouter,
     ApiGatewayRouter,
+    CaddyRouter,
     HAProxyRouter,
     LambdaAliasRouter,
     NginxRouter,
     Route53Router,
     RouterSpec,
+    TraefikRouter,
 )
 
 ROUTERS: Mapping[type[Any], Callable[[Any], TrafficRouter]] = {
@@ -29,6 +33,8 @@ ROUTERS: Mapping[type[Any], Callable[[Any], TrafficRouter]] = {
     ApiGatewayRouter: ApiGatewayTrafficRouter,
     Route53Router: Route53TrafficRouter,
     NginxRouter: NginxTrafficRouter,
+    TraefikRouter: TraefikTrafficRouter,
+    CaddyRouter: CaddyTrafficRouter,
 }
 """Each router spec model and the class that drives it; a new router type adds a module and a line."""
 
