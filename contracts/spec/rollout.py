@@ -225,14 +225,20 @@ class RolloutSpec(_RolloutShape):
 
     @model_validator(mode="after")
     def _router_counters(self) -> RolloutSpec:
-        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
+        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch,
+        # the proxies' (NGINX, Traefik, Caddy) in Prometheus or behind an http check.
         if self.analysis is not None and self.router.type != "haproxy":
+            instead = (
+                "provider http or prometheus"
+                if self.router.type in ("nginx", "traefik", "caddy")
+                else "provider cloudwatch"
+            )
             for i, metric in enumerate(self.analysis.metrics):
                 if metric.provider == "haproxy":
                     raise located(
                         f"analysis.metrics[{i}].provider",
                         f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
-                        f"but the router is {self.router.type}; use provider cloudwatch instead",
+                        f"but the router is {self.router.type}; use {instead} instead",
                     )
         return self
 

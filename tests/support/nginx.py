@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.procs import ManagedProcess
 
-NGINX_BIN = "nginx"
+NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
+"""Debian installs it in /usr/sbin, which a non-root user's PATH often lacks."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class NginxInstance:
         """The spec's `router:` section that drives this instance (`type: nginx`)."""
         return {
             "type": "nginx",
+            "binary": NGINX_BIN,
             "config": str(self.config_path),
             "prefix": str(self.prefix),
             "upstream_file": str(self.upstream_file),
