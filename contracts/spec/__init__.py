@@ -29,6 +29,7 @@ from sluice.contracts.spec.metrics import (
     MetricSpec,
     PrometheusMetric,
 )
+from sluice.contracts.spec.plugins import RouterPlugin
 from sluice.contracts.spec.rollout import (
     AnySpec,
     PrePromotionSpec,
@@ -38,6 +39,8 @@ from sluice.contracts.spec.rollout import (
     workflow_id_for,
 )
 from sluice.contracts.spec.routers import (
+    BUILTIN_ROUTER_TYPES,
+    ROUTER_PLUGINS,
     ROUTER_TYPES,
     ALBRouter,
     ApiGatewayRouter,
@@ -63,8 +66,10 @@ from sluice.contracts.spec.steps import (
 )
 
 __all__ = [
+    "BUILTIN_ROUTER_TYPES",
     "PRESET_NAMES",
     "PROVIDER_TYPES",
+    "ROUTER_PLUGINS",
     "ROUTER_TYPES",
     "ALBRouter",
     "AnalysisSpec",
@@ -96,6 +101,7 @@ __all__ = [
     "RolloutSpec",
     "Route53Router",
     "RouterModel",
+    "RouterPlugin",
     "RouterSpec",
     "RuleArn",
     "SafeName",

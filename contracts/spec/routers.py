@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, Union, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -18,6 +18,7 @@ from sluice.contracts.spec.base import (
     located,
     pattern,
 )
+from sluice.contracts.spec.plugins import RouterPlugin, discover
 
 _SOCKET_PATH = re.compile(r"/[^\s\x00-\x1f\x7f]{0,4095}")
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.-]{1,253}:(\d{1,5})")
@@ -467,8 +468,21 @@ RouterModel = (
     | TraefikRouter
     | CaddyRouter
 )
-RouterSpec = Annotated[RouterModel, Field(discriminator="type")]
-ROUTER_TYPES: tuple[str, ...] = tuple(
+BUILTIN_ROUTER_TYPES: tuple[str, ...] = tuple(
     get_args(model.model_fields["type"].annotation)[0] for model in get_args(RouterModel)
 )
-"""The routers' `type` tags, in the order of `RouterSpec`."""
+"""The built-in routers' `type` tags, in the order of `RouterModel`."""
+ROUTER_PLUGINS: tuple[RouterPlugin, ...] = tuple(discover(BUILTIN_ROUTER_TYPES))
+"""Router types from installed packages (the `sluice.routers` entry points), found at import."""
+
+if TYPE_CHECKING:
+    RouterSpec = Annotated[RouterModel, Field(discriminator="type")]
+else:
+    # Plugins' spec models join the same discriminated union: validated, located and digested
+    # like built-in ones. Type checkers see the built-in routers only.
+    RouterSpec = Annotated[
+        Union[(*get_args(RouterModel), *(p.spec_model for p in ROUTER_PLUGINS))],
+        Field(discriminator="type"),
+    ]
+ROUTER_TYPES: tuple[str, ...] = BUILTIN_ROUTER_TYPES + tuple(p.router_type for p in ROUTER_PLUGINS)
+"""The routers' `type` tags, in the order of `RouterSpec` (plugins' last)."""
