@@ -50,14 +50,15 @@ class CaddyTrafficRouter:
     async def read_weights(self) -> TrafficState:
         """The split in Caddy's running config."""
         async with self._client() as client:
-            return self._state(await self._handler(client))
+            return self._state(await self._handler(client, canary_required=False))
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
         """PATCH the weights list and read the handler back."""
         if not 0 <= canary_weight <= 100:
             raise ValueError(f"canary_weight must be within 0..100, got {canary_weight}")
         async with self._client() as client:
-            handler = await self._handler(client)
+            # A rollback (canary 0) still works after the canary's upstream was removed.
+            handler = await self._handler(client, canary_required=canary_weight > 0)
             wanted = {
                 self.spec.stable_upstream: 100 - canary_weight,
                 self.spec.canary_upstream: canary_weight,
@@ -76,7 +77,7 @@ class CaddyTrafficRouter:
                 raise self._error(response, errors.ROUTER_UNREACHABLE, retryable=True)
             if response.status_code != 200:
                 raise self._error(response, errors.ROUTER_REJECTED, retryable=False)
-            read = await self._handler(client)
+            read = await self._handler(client, canary_required=canary_weight > 0)
         stable, canary = self._pair(read)
         if (stable, canary) != (100 - canary_weight, canary_weight):
             raise ApplicationError(
@@ -91,8 +92,9 @@ class CaddyTrafficRouter:
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=self.spec.timeout.total_seconds())
 
-    async def _handler(self, client: httpx.AsyncClient) -> dict[str, Any]:
-        """The handler's JSON, checked to be a `reverse_proxy` weighting both upstreams."""
+    async def _handler(self, client: httpx.AsyncClient, canary_required: bool = True) -> dict[str, Any]:
+        """The handler's JSON, checked to be a `reverse_proxy` weighting both upstreams (stable
+        only, unless `canary_required`)."""
         response = await send(client, "GET", self._url, self._where)
         if response.status_code == 404 and "unknown object ID" in response.text:
             raise config_error(
@@ -115,7 +117,8 @@ class CaddyTrafficRouter:
                 "per upstream"
             )
         dials = _dials(handler)
-        missing = [d for d in (self.spec.stable_upstream, self.spec.canary_upstream) if d not in dials]
+        needed = (self.spec.stable_upstream, self.spec.canary_upstream)[: 2 if canary_required else 1]
+        missing = [d for d in needed if d not in dials]
         if missing:
             raise config_error(
                 f"{self._where}: no upstream dials {', '.join(missing)} (upstreams: {', '.join(dials)}); "
@@ -139,7 +142,7 @@ class CaddyTrafficRouter:
 
     def _pair(self, handler: dict[str, Any]) -> tuple[int, int]:
         weights = dict(zip(_dials(handler), _list(handler), strict=True))
-        return weights[self.spec.stable_upstream], weights[self.spec.canary_upstream]
+        return weights[self.spec.stable_upstream], weights.get(self.spec.canary_upstream, 0)
 
     def _state(self, handler: dict[str, Any]) -> TrafficState:
         stable, canary = self._pair(handler)

@@ -80,9 +80,9 @@ class TraefikTrafficRouter:
         wanted = (100 - canary_weight, canary_weight)
         deadline = time.monotonic() + self.spec.timeout.total_seconds()
         async with self._client() as client:
-            await self._services_exist(client)
+            omit = await self._services_exist(client, *wanted)
             old_text = self._owned_text()
-            new_text = self.render(*wanted)
+            new_text = self.render(*wanted, omit=omit)
             if new_text != old_text:
                 replace_owned(self._file, new_text, self._where)
             while True:
@@ -114,16 +114,21 @@ class TraefikTrafficRouter:
 
     # --- the file -------------------------------------------------------------------------------
 
-    def render(self, stable: int, canary: int) -> str:
+    def render(self, stable: int, canary: int, omit: tuple[str, ...] = ()) -> str:
         """The whole file: one weighted service. Names are JSON-quoted (valid YAML), and the
-        spec's patterns keep them plain anyway."""
+        spec's patterns keep them plain anyway. Services in `omit` (missing ones at weight 0)
+        are left out: Traefik would refuse the weighted service if it named them."""
         q = json.dumps
+        entries = [
+            f"          - name: {q(name)}\n            weight: {weight}\n"
+            for name, weight in ((self.spec.stable_service, stable), (self.spec.canary_service, canary))
+            if name not in omit
+        ]
         return (
             HEADER
             + "http:\n  services:\n"
             + f"    {q(self.spec.service)}:\n      weighted:\n        services:\n"
-            + f"          - name: {q(self.spec.stable_service)}\n            weight: {stable}\n"
-            + f"          - name: {q(self.spec.canary_service)}\n            weight: {canary}\n"
+            + "".join(entries)
         )
 
     def _owned_text(self) -> str:
@@ -158,13 +163,29 @@ class TraefikTrafficRouter:
             raise self._api_error(response)
         return found
 
-    async def _services_exist(self, client: httpx.AsyncClient) -> None:
-        for role, name in (("stable", self.spec.stable_service), ("canary", self.spec.canary_service)):
-            if await self._get(client, name) is None:
-                raise config_error(
-                    f"{self._where}: Traefik has no {role} service {name!r}; a weighted service naming "
-                    "it would make every route using it answer 404, so nothing was written"
-                )
+    async def _services_exist(
+        self, client: httpx.AsyncClient, stable: int = 1, canary: int = 1
+    ) -> tuple[str, ...]:
+        """The services that get no traffic and that Traefik does not have (to leave out of the
+        file); ROUTER_CONFIG if one that should get traffic is missing.
+
+        A rollback (canary 0) thus still works after the new version's service was removed.
+        """
+        missing: list[str] = []
+        for role, name, weight in (
+            ("stable", self.spec.stable_service, stable),
+            ("canary", self.spec.canary_service, canary),
+        ):
+            if await self._get(client, name) is not None:
+                continue
+            if weight == 0:
+                missing.append(name)
+                continue
+            raise config_error(
+                f"{self._where}: Traefik has no {role} service {name!r}; a weighted service naming "
+                "it would make every route using it answer 404, so nothing was written"
+            )
+        return tuple(missing)
 
     async def _find_weighted(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
         found = await self._get(client, self.spec.service)
@@ -188,7 +209,8 @@ class TraefikTrafficRouter:
             weights[str(entry.get("name", "")).removesuffix("@file")] = int(entry.get("weight", 1))
         stable = weights.pop(self.spec.stable_service.removesuffix("@file"), None)
         canary = weights.pop(self.spec.canary_service.removesuffix("@file"), None)
-        if strict and (stable is None or canary is None or weights):
+        # One of the two may be absent (left out at weight 0 when Traefik lacks it).
+        if strict and ((stable is None and canary is None) or weights):
             raise config_error(
                 f"{self._where}: Traefik's weighted service holds {sorted(weights) or 'neither'} "
                 f"besides or instead of {self.spec.stable_service!r} and {self.spec.canary_service!r}; "

@@ -204,3 +204,22 @@ def test_spec_checks_addresses() -> None:
     ]:
         with pytest.raises(ValidationError):
             CaddyRouter.model_validate({**base, field: value})
+
+
+async def test_rollback_works_after_the_canary_upstream_is_removed(caddy: CaddyInstance) -> None:
+    router = router_for(spec_for(caddy))
+    await router.set_weights(20)
+    status, body = caddy.admin("PATCH", f"/id/{HANDLER_ID}/upstreams", [{"dial": caddy.stable_addr}])
+    assert status == 200, body
+    status, body = caddy.admin("PATCH", f"/id/{HANDLER_ID}/load_balancing/selection_policy/weights", [80])
+    assert status == 200, body
+
+    state = await router.set_weights(0)
+
+    assert (state.stable_weight, state.canary_weight) == (100, 0)
+    assert caddy.weights() == [100]
+    assert (await router.read_weights()).canary_weight == 0
+    assert await count_versions(caddy, 20) == {STABLE_VERSION: 20}
+    with pytest.raises(ApplicationError) as caught:
+        await router.set_weights(10)
+    assert caught.value.type == errors.ROUTER_CONFIG

@@ -132,8 +132,8 @@ async def test_a_file_traefik_loads_in_error_is_put_back(
     router = router_for(spec_for(traefik, canary_service="demo-v3"))
     before = traefik.dynamic_file.read_text()
 
-    async def no_check(self: object, client: object) -> None:
-        return None
+    async def no_check(self: object, client: object, *weights: int) -> tuple[str, ...]:
+        return ()
 
     monkeypatch.setattr(TraefikTrafficRouter, "_services_exist", no_check)
     with pytest.raises(ApplicationError) as caught:
@@ -232,3 +232,24 @@ def test_spec_refuses_names_that_could_break_the_file() -> None:
     ]:
         with pytest.raises(ValidationError):
             TraefikRouter.model_validate({**base, field: value})
+
+
+async def test_rollback_works_after_the_new_versions_service_is_gone(traefik: TraefikInstance) -> None:
+    """Someone tears the canary down first: Traefik disables the weighted service (every route
+    answers 404) until a rollback writes it without the missing service."""
+    router = router_for(spec_for(traefik))
+    await router.set_weights(20)
+    draft = traefik.dynamic_dir.parent / "routes.draft"
+    draft.write_text(traefik.routes_file.read_text().replace(f"    {CANARY_SERVICE}:", "    demo-renamed:"))
+    draft.replace(traefik.routes_file)
+    wait_until(lambda: traefik.service(f"{CANARY_SERVICE}@file") is None, 5, what="canary service gone")
+
+    state = await router.set_weights(0)
+
+    assert (state.stable_weight, state.canary_weight) == (100, 0)
+    assert CANARY_SERVICE not in traefik.dynamic_file.read_text()
+    assert loaded_weights(traefik) == {STABLE_SERVICE: 100}
+    assert await count_versions(traefik, 20) == {STABLE_VERSION: 20}
+    with pytest.raises(ApplicationError) as caught:  # but no new rollout onto a missing service
+        await router.set_weights(10)
+    assert caught.value.type == errors.ROUTER_CONFIG
