@@ -9,13 +9,17 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from sluice.activities.providers import provider_for
 from sluice.activities.routers import router_for
 from sluice.activities.routers.traefik import TraefikTrafficRouter
 from sluice.contracts import errors
-from sluice.contracts.spec import TraefikRouter
+from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import PrometheusMetric, TraefikRouter
+from sluice.contracts.status import Verdict
 from tests.integration.conftest import CANARY_VERSION, STABLE_VERSION, DemoPair
 from tests.support.load import send_requests
 from tests.support.procs import free_port, wait_until
+from tests.support.prometheus import start_prometheus
 from tests.support.traefik import (
     CANARY_SERVICE,
     SERVICE,
@@ -253,3 +257,60 @@ async def test_rollback_works_after_the_new_versions_service_is_gone(traefik: Tr
     with pytest.raises(ApplicationError) as caught:  # but no new rollout onto a missing service
         await router.set_weights(10)
     assert caught.value.type == errors.ROUTER_CONFIG
+
+
+async def test_analysis_from_traefiks_own_metrics_per_service(
+    tmp_path_factory: pytest.TempPathFactory, demo: DemoPair
+) -> None:
+    """The query of examples/traefik.yaml's shape, on Traefik's metrics scraped by a real Prometheus:
+    the failing canary's service fails, the stable service passes."""
+    instance = start_traefik(
+        tmp_path_factory.mktemp("traefik-metrics"),
+        web_port=free_port(),
+        api_port=free_port(),
+        stable_addr=demo.stable.addr,
+        canary_addr=demo.canary.addr,
+        metrics=True,
+    )
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("prom-traefik"), port=free_port(), targets=[f"127.0.0.1:{instance.api_port}"]
+    )
+    try:
+        await router_for(spec_for(instance)).set_weights(50)
+        demo.canary.control(error_rate=1.0)
+        await asyncio.to_thread(send_requests, instance.url + "/", 40)
+        both = 'count(traefik_service_requests_total{service=~"demo-(stable|canary)@file"})'
+        prometheus.wait_for_sample(f"{both} >= 2", timeout=30)
+
+        def ratio(service: str) -> PrometheusMetric:
+            selector = f'service="{service}@file"'
+            return PrometheusMetric.model_validate(
+                {
+                    "name": f"{service}-5xx",
+                    "provider": "prometheus",
+                    "address": prometheus.url,
+                    # `or vector(0)`: a service without 5xx has no such series at all.
+                    "query": f'(sum(traefik_service_requests_total{{{selector},code=~"5.."}}) or vector(0))'
+                    f" / sum(traefik_service_requests_total{{{selector}}})",
+                    "max": 0.01,
+                }
+            )
+
+        verdicts = {}
+        for service in (STABLE_SERVICE, CANARY_SERVICE):
+            metric = ratio(service)
+            inp = AnalyzeInput.model_validate(
+                {
+                    "service": "demo",
+                    "version": CANARY_VERSION,
+                    "stable_version": STABLE_VERSION,
+                    "router": instance.router(),
+                    "metrics": [metric],
+                }
+            )
+            verdicts[service] = await provider_for(metric).measure(metric, inp)
+        assert verdicts[CANARY_SERVICE].verdict == Verdict.FAIL, verdicts
+        assert verdicts[STABLE_SERVICE].verdict == Verdict.PASS, verdicts
+    finally:
+        prometheus.stop()
+        instance.stop()

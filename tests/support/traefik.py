@@ -98,13 +98,17 @@ http:
 """
 
 
-def static_args(web_port: int, api_port: int, dynamic_dir: Path, throttle: str = "200ms") -> list[str]:
+def static_args(
+    web_port: int, api_port: int, dynamic_dir: Path, throttle: str = "200ms", metrics: bool = False
+) -> list[str]:
     """The minimal static configuration, as flags: an entry point, the API, a watched directory.
 
     `providersThrottleDuration` is lowered from its 2s default so tests and the bench wait
-    less for each change; docs/spec.md says what the default costs.
+    less for each change; docs/spec.md says what the default costs. With `metrics`, Traefik's
+    Prometheus metrics are served at /metrics on the API's entry point.
     """
     return [
+        *(["--metrics.prometheus=true"] if metrics else []),
         f"--entryPoints.web.address=127.0.0.1:{web_port}",
         f"--entryPoints.traefik.address=127.0.0.1:{api_port}",
         "--api.insecure=true",
@@ -123,6 +127,7 @@ def start_traefik(
     stable_addr: str,
     canary_addr: str,
     throttle: str = "200ms",
+    metrics: bool = False,
     timeout: float = 15.0,
 ) -> TraefikInstance:
     """Write both dynamic files, start Traefik and wait until its API serves the weighted service."""
@@ -136,7 +141,7 @@ def start_traefik(
     weighted = dynamic_dir / "sluice-demo.yaml"
     weighted.write_text(weighted_yaml(100, 0))
     proc = ManagedProcess(
-        [binary, *static_args(web_port, api_port, dynamic_dir, throttle)],
+        [binary, *static_args(web_port, api_port, dynamic_dir, throttle, metrics)],
         workdir / "traefik.log",
         name="traefik",
     ).start()
