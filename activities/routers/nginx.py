@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +86,7 @@ class NginxTrafficRouter:
         servers = self._read_file()
         dump = await self._check(deadline, after_write=False)
         stable, canary = servers[self.spec.stable_server].weight, servers[self.spec.canary_server].weight
-        self._loaded(dump)
+        self._loaded(await self._pid_path(dump, deadline))
         if stable == 0 or canary > 0:
             raise self._unexpected_split(stable, canary)
         state = self._state(servers)
@@ -104,7 +103,7 @@ class NginxTrafficRouter:
         deadline = self._deadline()
         servers = self._read_file()
         dump = await self._check(deadline, after_write=False)
-        self._loaded(dump)
+        self._loaded(await self._pid_path(dump, deadline))
         return self._state(servers)
 
     async def set_weights(self, canary_weight: int) -> TrafficState:
@@ -132,7 +131,7 @@ class NginxTrafficRouter:
             if new_text != old_text:
                 replace_owned(self._file, old_text, self._where)
             raise
-        master = self._master(dump)
+        master = self._master(await self._pid_path(dump, deadline))
         if new_text == old_text and self._runs_file(master):
             return self._state(self._read_file())  # a retry after the reload went through
         before = set(_children(master) or {})
@@ -287,9 +286,8 @@ class NginxTrafficRouter:
 
     # --- NGINX's processes ----------------------------------------------------------------------
 
-    def _master(self, dump: str) -> int:
-        """The running master's PID, from the pid file the configuration names."""
-        path = self._pid_path(dump)
+    def _master(self, path: str) -> int:
+        """The running master's PID, from the pid file the configuration names (`path`)."""
         try:
             text = Path(path).read_text().strip()
         except OSError as err:
@@ -310,17 +308,21 @@ class NginxTrafficRouter:
             cap(f"{self._where}: NGINX is not running ({why})"), type=errors.ROUTER_UNREACHABLE
         )
 
-    def _pid_path(self, dump: str) -> str:
+    async def _pid_path(self, dump: str, deadline: float) -> str:
+        """The pid file: the config's `pid`, else NGINX's compiled-in one (`nginx -V`)."""
         found = _PID.search(dump)
-        configured = _compiled_in(self.spec.binary)
+        configured: dict[str, str] = {}
+        if not found or not (found.group(1).startswith("/") or self.spec.prefix):
+            _, _, version = await self._run(deadline, "-V")  # NGINX prints it on stderr
+            configured = dict(_CONFIGURE_ARG.findall(version))
         path = found.group(1) if found else configured.get("pid-path", "logs/nginx.pid")
         if path.startswith("/"):
             return path
         return os.path.join(self.spec.prefix or configured.get("prefix", "/usr/share/nginx"), path)
 
-    def _loaded(self, dump: str) -> None:
+    def _loaded(self, pid_path: str) -> None:
         """Raise unless NGINX runs and started its workers after the file last changed."""
-        master = self._master(dump)
+        master = self._master(pid_path)
         if self._runs_file(master) is False:
             raise ApplicationError(
                 f"{self._where}: the file changed after NGINX last loaded its configuration, so "
@@ -406,22 +408,6 @@ def _nginx_error(stderr: str) -> str:
         line for line in stderr.splitlines() if "[emerg]" in line or "[error]" in line or "[alert]" in line
     ]
     return cap(" ".join(lines or stderr.split()) or "no output", 200)
-
-
-_compiled: dict[str, dict[str, str]] = {}
-
-
-def _compiled_in(binary: str) -> dict[str, str]:
-    """`--prefix` and `--pid-path` from `nginx -V`, for a config that does not set `pid`."""
-    if binary not in _compiled:
-        path = binary if binary.startswith("/") else find_binary(binary)
-        found: dict[str, str] = {}
-        if path:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=5).stderr
-                found = dict(_CONFIGURE_ARG.findall(out))
-        _compiled[binary] = found
-    return _compiled[binary]
 
 
 def _shutting_down(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from sluice.activities.routers import router_for
-from sluice.activities.routers.nginx import HEADER
+from sluice.activities.routers.nginx import HEADER, NginxTrafficRouter
 from sluice.contracts import errors
 from sluice.contracts.spec import NginxRouter
 from tests.integration.conftest import CANARY_VERSION, STABLE_VERSION, DemoPair, _require
@@ -240,3 +241,11 @@ def test_server_addresses_that_could_inject_directives_are_refused() -> None:
     ]:
         with pytest.raises(ValidationError):
             NginxRouter.model_validate({**base, field: value})
+
+
+async def test_without_a_pid_directive_the_compiled_in_pid_file_is_used(nginx: NginxInstance) -> None:
+    """Debian's nginx.conf sets `pid /run/nginx.pid;`; a config without one falls back to `nginx -V`."""
+    router = NginxTrafficRouter(spec_for(nginx))
+    deadline = time.monotonic() + 5
+    assert await router._pid_path("events {}\n", deadline) == "/run/nginx.pid"  # Debian's --pid-path
+    assert await router._pid_path("pid nginx.pid;\n", deadline) == str(nginx.prefix / "nginx.pid")
