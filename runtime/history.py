@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 
 from sluice.contracts.names import RING_WORKFLOW_TYPE, WORKFLOW_TYPE
 from sluice.contracts.spec import RouterModel, RouterSpec
+from sluice.contracts.spec.routers import traffic_targets_of
 
 _ROUTER: TypeAdapter[RouterModel] = TypeAdapter(RouterSpec)
 
@@ -51,7 +52,7 @@ class StartedWith:
 
     def traffic_targets(self) -> tuple[str, ...]:
         """Every router's traffic target keys (see `RouterModel.traffic_targets`)."""
-        return tuple(sorted({key for r in self.routers for key in r.router.traffic_targets()}))
+        return tuple(sorted({key for r in self.routers for key in traffic_targets_of(r.router)}))
 
 
 async def started_with(temporal: Client, workflow_id: str, run_id: str, workflow_type: str) -> StartedWith:

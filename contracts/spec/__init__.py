@@ -30,6 +30,7 @@ from sluice.contracts.spec.metrics import (
     MetricSpec,
     PrometheusMetric,
 )
+from sluice.contracts.spec.plugins import RouterPlugin
 from sluice.contracts.spec.rollout import (
     AnySpec,
     PrePromotionSpec,
@@ -39,17 +40,22 @@ from sluice.contracts.spec.rollout import (
     workflow_id_for,
 )
 from sluice.contracts.spec.routers import (
+    BUILTIN_ROUTER_TYPES,
+    ROUTER_PLUGINS,
     ROUTER_TYPES,
     ALBRouter,
     ApiGatewayRouter,
+    CaddyRouter,
     HAProxyRouter,
     LambdaAliasRouter,
     ListenerArn,
+    NginxRouter,
     Route53Router,
     RouterModel,
     RouterSpec,
     RuleArn,
     TargetGroupArn,
+    TraefikRouter,
 )
 from sluice.contracts.spec.schema import SCHEMA_ID, rollout_json_schema
 from sluice.contracts.spec.steps import (
@@ -62,8 +68,10 @@ from sluice.contracts.spec.steps import (
 )
 
 __all__ = [
+    "BUILTIN_ROUTER_TYPES",
     "PRESET_NAMES",
     "PROVIDER_TYPES",
+    "ROUTER_PLUGINS",
     "ROUTER_TYPES",
     "SCHEMA_ID",
     "ALBRouter",
@@ -72,6 +80,7 @@ __all__ = [
     "ApiGatewayRouter",
     "ApprovalSpec",
     "AwsRegion",
+    "CaddyRouter",
     "CloudWatchAlarmGate",
     "CloudWatchMetric",
     "CloudWatchQuery",
@@ -85,6 +94,7 @@ __all__ = [
     "MetricModel",
     "MetricName",
     "MetricSpec",
+    "NginxRouter",
     "PauseSpec",
     "PrePromotionSpec",
     "PresetName",
@@ -94,6 +104,7 @@ __all__ = [
     "RolloutSpec",
     "Route53Router",
     "RouterModel",
+    "RouterPlugin",
     "RouterSpec",
     "RuleArn",
     "SafeName",
@@ -103,6 +114,7 @@ __all__ = [
     "SpecModel",
     "Step",
     "TargetGroupArn",
+    "TraefikRouter",
     "VersionLabel",
     "issues_from",
     "load_spec",

@@ -21,7 +21,7 @@ from sluice.contracts.spec.base import (
 )
 from sluice.contracts.spec.errors import issue_of
 from sluice.contracts.spec.metrics import AnalysisSpec, PrometheusMetric
-from sluice.contracts.spec.routers import RouterSpec
+from sluice.contracts.spec.routers import RouterSpec, traffic_targets_of
 from sluice.contracts.spec.steps import (
     ApprovalSpec,
     ExponentialPreset,
@@ -237,20 +237,26 @@ class RolloutSpec(_RolloutShape):
 
     @model_validator(mode="after")
     def _router_counters(self) -> RolloutSpec:
-        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
+        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch,
+        # the proxies' (NGINX, Traefik, Caddy) in Prometheus or behind an http check.
         if self.analysis is not None and self.router.type != "haproxy":
+            instead = (
+                "provider http or prometheus"
+                if self.router.type in ("nginx", "traefik", "caddy")
+                else "provider cloudwatch"
+            )
             for i, metric in enumerate(self.analysis.metrics):
                 if metric.provider == "haproxy":
                     raise located(
                         f"analysis.metrics[{i}].provider",
                         f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
-                        f"but the router is {self.router.type}; use provider cloudwatch instead",
+                        f"but the router is {self.router.type}; use {instead} instead",
                     )
         return self
 
     def traffic_targets(self) -> tuple[str, ...]:
         """The traffic this rollout moves (its router's keys): one running rollout per target."""
-        return self.router.traffic_targets()
+        return traffic_targets_of(self.router)
 
 
 class RingSpec(SpecModel):
@@ -314,7 +320,7 @@ class RingRolloutSpec(_RolloutShape):
 
     def traffic_targets(self) -> tuple[str, ...]:
         """The traffic every ring's router moves: one running rollout per target."""
-        return tuple(sorted({key for ring in self.rings for key in ring.router.traffic_targets()}))
+        return tuple(sorted({key for ring in self.rings for key in traffic_targets_of(ring.router)}))
 
 
 AnySpec = RolloutSpec | RingRolloutSpec

@@ -128,7 +128,7 @@ def test_validate_rejects_steps_with_field_path(tmp_path: Path, steps: str, path
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
-        ("type: haproxy", "type: nginx", "router"),
+        ("type: haproxy", "type: envoy", "router"),
         ("backend: be_checkout", "backend: 'be; shutdown sessions'", "router.backend"),
         ("canary_server: canary", 'canary_server: "canary\\nset weight"', "router.canary_server"),
         ("service: checkout", "service: Check Out", "service"),

@@ -147,3 +147,17 @@ def test_a_rollout_has_its_routers_keys_and_a_ring_rollout_every_rings() -> None
     assert len(keys) == len(rings.rings)
     assert set(keys) == {k for ring in rings.rings for k in ring.router.traffic_targets()}
     assert list(keys) == sorted(keys)
+
+
+def test_proxy_routers_and_plugins_have_keys() -> None:
+    from sluice.contracts.spec.base import SpecModel
+    from sluice.contracts.spec.routers import traffic_targets_of
+
+    nginx = parse_spec(yaml.safe_load((ROOT / "examples" / "nginx.yaml").read_text())).router
+    assert traffic_targets_of(nginx) == (f"nginx:{nginx.upstream_file}",)  # type: ignore[union-attr]
+
+    class Plugin(SpecModel):
+        type: str = "mine"
+        target: str = "x"
+
+    assert traffic_targets_of(Plugin()) == ('mine:{"type":"mine","target":"x"}',)
