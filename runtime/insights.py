@@ -563,10 +563,10 @@ def story_of(run: RolloutRun) -> RolloutStory:
         )
     for action in status.actions:
         events.append(StoryEvent(at=action.at, kind="action", text=action_text(action)))
-    end = status.finished_at
-    if end is not None:
-        events.append(StoryEvent(at=end, kind="decision", text=f"{status.phase.value}: {status.message}"))
     events.sort(key=lambda e: (e.at, e.kind != "phase"))
+    end = status.finished_at
+    if end is not None:  # last, even after the final phase's upsert (recorded a moment later)
+        events.append(StoryEvent(at=end, kind="decision", text=f"{status.phase.value}: {status.message}"))
     return RolloutStory(
         workflow_id=run.workflow_id,
         run_id=run.run_id,

@@ -94,7 +94,9 @@ def _page(heading: str, body: list[str], data_json: str) -> str:
 def svg(fig: Figure) -> str:
     """The figure as an inline `<svg>` element (no XML prolog, no external references)."""
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    # No RDF metadata block: it only adds URLs (dublincore, creativecommons) to the file.
+    metadata = {"Date": None, "Creator": None, "Format": None, "Type": None}
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata=metadata)
     text = out.getvalue()
     return text[text.index("<svg") :]
 
