@@ -448,7 +448,8 @@ def _counted(items: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(items).items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?")
+"""A number on its own (not part of a name like `canary-5xx` or `p99`)."""
 
 
 def reason_key(reason: str, width: int = 120) -> str:

@@ -273,7 +273,7 @@ def render_story_text(story: RolloutStory) -> list[str]:
     lines = [story_title(story), ""]
     for event in story.events:
         offset = (event.at - start).total_seconds()
-        lines.append(f"  +{offset:8.2f}s  {event.kind:<8}  {event.text}")
+        lines.append(f"  {offset:+9.2f}s  {event.kind:<8}  {event.text}")
     f = story.facts
     lines += ["", f"decision: {story.decision}"]
     if f.restore_seconds is not None:
@@ -289,7 +289,7 @@ def render_story_text(story: RolloutStory) -> list[str]:
 
 def render_story_markdown(story: RolloutStory) -> list[str]:
     start = story.status.started_at
-    rows = [(f"+{(e.at - start).total_seconds():.2f}s", e.kind, e.text) for e in story.events]
+    rows = [(f"{(e.at - start).total_seconds():+.2f}s", e.kind, e.text) for e in story.events]
     return [
         f"## {story_title(story)}",
         "",

@@ -328,7 +328,7 @@ def _story_body(story: RolloutStory) -> list[str]:
     body.append(
         _table(
             ("at", "what", "detail"),
-            [(f"+{(e.at - start).total_seconds():.2f}s", e.kind, e.text) for e in story.events],
+            [(f"{(e.at - start).total_seconds():+.2f}s", e.kind, e.text) for e in story.events],
             [f'data-kind="{e.kind}"' for e in story.events],
         )
     )
