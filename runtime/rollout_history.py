@@ -169,9 +169,14 @@ def _time(event: HistoryEvent) -> datetime:
 
 
 async def _decode(client: SluiceClient, payloads: Sequence[Payload], kind: type[Any]) -> Any:
+    """The first payload as `kind`; None if absent or unreadable (a workflow started by other
+    means, an older model, another codec key): the report then does without that item."""
     if not payloads:
         return None
-    values = await client.temporal.data_converter.decode(list(payloads[:1]), [kind])
+    try:
+        values = await client.temporal.data_converter.decode(list(payloads[:1]), [kind])
+    except Exception:
+        return None
     return values[0]
 
 
@@ -208,7 +213,9 @@ async def _read_events(
             activity = scheduled.get(attrs_c.scheduled_event_id, "")
             payloads = attrs_c.result.payloads
             if activity in _TRAFFIC:
-                state: TrafficState = await _decode(client, payloads, TrafficState)
+                state: TrafficState | None = await _decode(client, payloads, TrafficState)
+                if state is None:
+                    continue
                 source = _TRAFFIC[activity]
                 reading.weights.append(
                     WeightPoint(
@@ -224,7 +231,9 @@ async def _read_events(
                     )
                     reading.rollback_verified = at
             elif activity == "analyze":
-                result: AnalyzeResult = await _decode(client, payloads, AnalyzeResult)
+                result: AnalyzeResult | None = await _decode(client, payloads, AnalyzeResult)
+                if result is None:
+                    continue
                 reading.ticks.append(Tick(number=len(reading.ticks) + 1, at=at, verdicts=result.verdicts))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             attrs_s = event.workflow_execution_signaled_event_attributes
