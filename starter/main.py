@@ -330,7 +330,7 @@ async def cmd_list(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 async def cmd_report(args: argparse.Namespace, console: Console) -> ExitCode:
-    return await report.cmd_report(args, await connect(), console)
+    return await report.cmd_report(args, connect, console)
 
 
 async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:

@@ -4,15 +4,16 @@ Markdown or a self-contained HTML file (see docs/insights.md for what each figur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sluice.cli.console import Console
 from sluice.cli.exits import CliError, ExitCode
 from sluice.cli.render import table, when
-from sluice.runtime.client import SluiceClient
+from sluice.runtime.client import SluiceClient, SluiceError
 from sluice.runtime.insights import Durations, Figures, InsightsReport, RolloutStory, story_of, summarize
 from sluice.runtime.rollout_history import latest_record, list_records, read_run, read_runs
 
@@ -51,13 +52,20 @@ def add_arguments(p: argparse.ArgumentParser, service_type: Callable[[str], str]
     p.add_argument("--html", default=None, metavar="FILE", help="also write the HTML report to FILE")
 
 
-async def cmd_report(args: argparse.Namespace, client: SluiceClient, console: Console) -> ExitCode:
-    """Gather, then print in the format asked for (and write `--html FILE`)."""
+async def cmd_report(
+    args: argparse.Namespace, connect: Callable[[], Awaitable[SluiceClient]], console: Console
+) -> ExitCode:
+    """Check the arguments, connect, gather, then print in the format asked for (and write `--html FILE`)."""
     if args.run_id and not args.rollout:
         raise CliError("--run-id needs --rollout SERVICE.", ExitCode.INVALID)
+    client = await connect()
     if args.rollout:
         record = await latest_record(client, args.rollout, args.run_id)
-        story = story_of(await read_run(client, record))
+        run = await read_run(client, record)
+        if record.running:  # its live status (a worker answers) says more than the history alone
+            with contextlib.suppress(SluiceError):
+                run = run.model_copy(update={"status": await client.status_of(record)})
+        story = story_of(run)
         _emit(args, console, story, lambda: render_story_text(story), lambda: render_story_markdown(story))
         return ExitCode.OK
     until = datetime.now(UTC)

@@ -357,3 +357,16 @@ def test_parse_window() -> None:
     assert parse_window("2w") == timedelta(days=14)
     with pytest.raises(Exception, match="not a window"):
         parse_window("30")
+
+
+def test_report_arguments_are_checked_before_connecting() -> None:
+    from tests.unit.test_cli import closed_port, sluice
+
+    env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}"}
+    bad_window = sluice("report", "--since", "30", env=env)
+    assert bad_window.returncode == 2 and "not a window" in bad_window.stderr
+    lone_run = sluice("report", "--run-id", "abc", env=env)
+    assert lone_run.returncode == 2 and "--run-id needs --rollout" in lone_run.stderr
+    unreachable = sluice("report", "--since", "7d", env=env)
+    assert unreachable.returncode == 5 and unreachable.stderr.count("\n") == 1, unreachable.stderr
+    assert unreachable.stdout == "" and "Traceback" not in unreachable.stderr
