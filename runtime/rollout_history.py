@@ -23,7 +23,14 @@ from temporalio.converter import decode_typed_search_attributes
 from temporalio.service import RPCError
 
 from sluice.contracts import search_attributes as sa
-from sluice.contracts.calls import AnalyzeResult, OperatorInput, RingRolloutInput, RolloutInput, TrafficState
+from sluice.contracts.calls import (
+    AnalyzeResult,
+    OperatorInput,
+    RingRolloutInput,
+    RollbackInput,
+    RolloutInput,
+    TrafficState,
+)
 from sluice.contracts.names import RING_WORKFLOW_TYPE, WORKFLOW_TYPE
 from sluice.contracts.status import (
     OperatorAction,
@@ -93,6 +100,7 @@ class _Reading:
     ticks: list[Tick] = field(default_factory=list)
     actions: list[OperatorAction] = field(default_factory=list)
     rollback_started: datetime | None = None
+    rollback_reason: str | None = None
     rollback_verified: datetime | None = None
 
 
@@ -184,7 +192,6 @@ async def _read_events(
     client: SluiceClient, events: Sequence[HistoryEvent], reading: _Reading, first_run: bool
 ) -> None:
     scheduled: dict[int, str] = {}
-    scheduled_at: dict[int, datetime] = {}
     for event in events:
         at = _time(event)
         kind = event.event_type
@@ -206,8 +213,13 @@ async def _read_events(
             if phase and (not reading.phase_changes or reading.phase_changes[-1][1] != phase):
                 reading.phase_changes.append((at, phase))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
-            scheduled_at[event.event_id] = at
+            attrs_a = event.activity_task_scheduled_event_attributes
+            scheduled[event.event_id] = attrs_a.activity_type.name
+            if attrs_a.activity_type.name == "rollback_traffic" and reading.rollback_started is None:
+                # The rollback began here (it may never complete: a failed rollback).
+                reading.rollback_started = at
+                ordered: RollbackInput | None = await _decode(client, attrs_a.input.payloads, RollbackInput)
+                reading.rollback_reason = ordered.reason if ordered is not None else None
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             attrs_c = event.activity_task_completed_event_attributes
             activity = scheduled.get(attrs_c.scheduled_event_id, "")
@@ -226,9 +238,6 @@ async def _read_events(
                     )
                 )
                 if source == "rollback":
-                    reading.rollback_started = reading.rollback_started or scheduled_at.get(
-                        attrs_c.scheduled_event_id
-                    )
                     reading.rollback_verified = at
             elif activity == "analyze":
                 result: AnalyzeResult | None = await _decode(client, payloads, AnalyzeResult)
@@ -293,10 +302,9 @@ def _rebuilt_status(reading: _Reading, record: RolloutRecord) -> RolloutStatus:
     )
     rollback = None
     if reading.rollback_started is not None:
+        cancelled = any(a.action == "cancel" for a in reading.actions)
         rollback = RollbackState(
-            reason="the workflow was cancelled"
-            if any(a.action == "cancel" for a in reading.actions)
-            else "rolled back",
+            reason=reading.rollback_reason or ("the workflow was cancelled" if cancelled else "rolled back"),
             started_at=reading.rollback_started,
             verified_at=reading.rollback_verified,
         )
