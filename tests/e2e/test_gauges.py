@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_observability import _value
 from tests.e2e.test_rollouts import start, wait_status
 from tests.support.procs import free_port, wait_until
@@ -43,6 +44,17 @@ def test_weight_and_phase_gauges_follow_the_rollout(stack: Stack, tmp_path: Path
         assert isinstance(series, dict)
         names = set(series["result"][0]["metric"])
         assert "sluice_service" in names and not names & {"service", "namespace", "pod"}, names
+
+        # The Grafana dashboard's queries run against these very series.
+        dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$service", stack.service)
+                answer = prometheus.query(expr)
+                assert answer["status"] == "success", (panel["title"], answer)
+                if panel["title"] in ("Rollouts running", "Traffic on the new version", "Phase"):
+                    data = answer["data"]
+                    assert isinstance(data, dict) and data["result"], (panel["title"], expr)
 
         assert stack.sluice("abort", stack.service, "--reason", "gauge test", "--by", "alice").returncode == 0
         wait_status(stack, lambda s: s["phase"] == "aborted")
