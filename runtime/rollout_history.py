@@ -11,15 +11,15 @@ a cancelled rollout, which has no result, gets its status rebuilt from the same 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.converter import decode_typed_search_attributes
 from temporalio.service import RPCError
 
 from sluice.contracts import search_attributes as sa
@@ -172,6 +172,39 @@ async def _history(client: SluiceClient, workflow_id: str, run_id: str) -> list[
     return [event async for event in handle.fetch_history_events(page_size=1000)]
 
 
+_READ = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+    }
+)
+"""The event types the report reads; the rest are skipped before any decoding."""
+
+
+def _phase(attributes: SearchAttributes) -> str | None:
+    """`SluicePhase` from a start or upsert event (a plain JSON payload, read directly: the SDK's
+    typed decoding of every attribute costs more than the rest of the event)."""
+    payload = attributes.indexed_fields.get(sa.PHASE.name)
+    if payload is None:
+        return None
+    try:
+        value = json.loads(payload.data)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def _time(event: HistoryEvent) -> datetime:
     return event.event_time.ToDatetime(tzinfo=UTC)
 
@@ -193,8 +226,10 @@ async def _read_events(
 ) -> None:
     scheduled: dict[int, str] = {}
     for event in events:
-        at = _time(event)
         kind = event.event_type
+        if kind not in _READ:
+            continue  # workflow tasks, timers, activity starts: most of a history
+        at = _time(event)
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             attrs = event.workflow_execution_started_event_attributes
             if first_run:
@@ -204,12 +239,12 @@ async def _read_events(
                     RingRolloutInput if attrs.workflow_type.name == RING_WORKFLOW_TYPE else RolloutInput
                 )
                 reading.start_input = await _decode(client, attrs.input.payloads, input_type)
-                phase = decode_typed_search_attributes(attrs.search_attributes).get(sa.PHASE)
+                phase = _phase(attrs.search_attributes)
                 if phase:
                     reading.phase_changes.append((at, phase))
         elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             upserted = event.upsert_workflow_search_attributes_event_attributes.search_attributes
-            phase = decode_typed_search_attributes(upserted).get(sa.PHASE)
+            phase = _phase(upserted)
             if phase and (not reading.phase_changes or reading.phase_changes[-1][1] != phase):
                 reading.phase_changes.append((at, phase))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
