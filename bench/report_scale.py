@@ -205,6 +205,7 @@ async def measure(client: SluiceClient, expected: int) -> dict[str, Any]:
     ]
     return {
         "rollouts": len(runs),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "list_s": round(t1 - t0, 3),
         "histories_s": round(t2 - t1, 3),
         "figures_s": round(t3 - t2, 3),
