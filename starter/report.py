@@ -83,12 +83,17 @@ def _emit(
     text: Callable[[], list[str]],
     markdown: Callable[[], list[str]],
 ) -> None:
-    from sluice.cli.report_html import render_html  # matplotlib: only when HTML is asked for
+    html = None
+    if args.format == "html" or args.html:
+        from sluice.cli.report_html import render_html  # matplotlib: imported only for HTML
 
-    html = render_html(data) if args.format == "html" or args.html else None
+        html = render_html(data)
     if args.html:
         assert html is not None
-        Path(args.html).write_text(html, encoding="utf-8")
+        try:
+            Path(args.html).write_text(html, encoding="utf-8")
+        except OSError as err:
+            raise CliError(f"cannot write {args.html}: {err.strerror or err}.", ExitCode.INVALID) from None
         if args.format != "html":
             console.say(f"wrote {args.html}")
     if console.json_output:
