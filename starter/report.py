@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sluice.cli.console import Console
 from sluice.cli.exits import CliError, ExitCode
-from sluice.cli.render import table, when
+from sluice.cli.render import table
 from sluice.runtime.client import SluiceClient, SluiceError
 from sluice.runtime.insights import Durations, Figures, InsightsReport, RolloutStory, story_of, summarize
 from sluice.runtime.rollout_history import latest_record, list_records, read_run, read_runs
@@ -108,6 +108,15 @@ def _emit(
 
 
 # --- formatting -------------------------------------------------------------------------------
+
+
+def when(at: datetime | None) -> str:
+    """An absolute time in UTC to the second, as the CLI prints times; `-` for none."""
+    if at is None:
+        return "-"
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def seconds(value: float | None) -> str:

@@ -18,7 +18,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sluice.cli.render import when
 from sluice.cli.report import (
     SUMMARY_HEADER,
     percent,
@@ -27,6 +26,7 @@ from sluice.cli.report import (
     summary_row,
     title,
     unknown_note,
+    when,
 )
 from sluice.contracts.status import Verdict
 from sluice.runtime.insights import InsightsReport, RolloutStory, bound_value
