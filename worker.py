@@ -6,7 +6,8 @@ from Temporal's environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPA
 `TEMPORAL_PROFILE`, TLS and API key), the same as the `sluice` CLI. `SLUICE_METRICS_ADDRESS`
 (or `--metrics-address`) serves Prometheus metrics, `OTEL_EXPORTER_OTLP_ENDPOINT` exports
 traces and `SLUICE_CODEC_KEY` encrypts payloads (see `sluice.runtime.telemetry` and
-`sluice.runtime.codec`).
+`sluice.runtime.codec`). With metrics on, live gauges of each service's rollout weight and
+phase are refreshed every `SLUICE_GAUGE_INTERVAL` (see `sluice.runtime.gauges`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from temporalio.worker import Worker
 
 from sluice.activities.rollout import ALL_ACTIVITIES
 from sluice.contracts.names import TASK_QUEUE
-from sluice.runtime import telemetry
+from sluice.runtime import gauges, telemetry
+from sluice.runtime.client import SluiceClient
 from sluice.runtime.connect import connect_client
 from sluice.workflows.rings import RingRolloutWorkflow
 from sluice.workflows.rollout import RolloutWorkflow
@@ -55,9 +57,16 @@ async def run_worker(
     log = logging.getLogger("sluice.worker")
     telemetry.configure_tracing("sluice-worker")
     metrics_at = telemetry.metrics_address(metrics_address)
-    client = await connect_client(runtime=telemetry.worker_runtime(metrics_at))
-    if metrics_at:
+    gauge_interval = gauges.interval_from_env()
+    runtime = telemetry.worker_runtime(metrics_at)
+    client = await connect_client(runtime=runtime)
+    refreshing: asyncio.Task[None] | None = None
+    if metrics_at and runtime is not None:
         log.info("serving Prometheus metrics on http://%s/metrics", metrics_at)
+        live = gauges.RolloutGauges(
+            SluiceClient(client, client.service_client.config.target_host), runtime.metric_meter
+        )
+        refreshing = asyncio.create_task(live.run(gauge_interval))
     worker = build_worker(client, task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,6 +81,8 @@ async def run_worker(
         async with worker:
             await stop.wait()
     finally:
+        if refreshing is not None:
+            await gauges.stop(refreshing)
         telemetry.shutdown()
 
 

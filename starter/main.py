@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from sluice.cli import ci, rollouts
+from sluice.cli import ci, report, rollouts
 from sluice.cli.codec_server import DEFAULT_PORT as CODEC_PORT
 from sluice.cli.codec_server import DEFAULT_UI_ORIGINS, run_codec_server, ui_origin
 from sluice.cli.console import Console
@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", "list rollouts, newest first")
     p.add_argument("--service", type=_service, default=None, help="only this service's rollouts")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
+    p = add(
+        "report",
+        "delivery figures over a window (change failure rate, time to restore, why rollbacks "
+        "happen), or one rollout explained (--rollout SERVICE)",
+    )
+    report.add_arguments(p, _service)
 
     for name, text in SIGNALS.items():
         p = add(name, f"{text}; send the `{name}` signal to a running rollout")
@@ -352,6 +359,10 @@ async def cmd_list(args: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+async def cmd_report(args: argparse.Namespace, console: Console) -> ExitCode:
+    return await report.cmd_report(args, connect, console)
+
+
 async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     reason = args.reason.strip()
     if not reason:
@@ -378,6 +389,7 @@ ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any,
     "start": cmd_start,
     "status": cmd_status,
     "list": cmd_list,
+    "report": cmd_report,
     "approve": cmd_approve,
     **dict.fromkeys(SIGNALS, cmd_signal),
 }
