@@ -1,4 +1,9 @@
-"""`compare: stable` verdicts: run one tick of the sequential test and explain it in one line."""
+"""`compare: stable` verdicts: run one tick of the sequential test and explain it in one line.
+
+`compare_tick` is the one judgement of a tick's counts: the providers call it (through
+`compare_verdict`, with the state the rollout carried) and so does `sluice backtest` (with
+counts from a file), so both judge identically.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +20,30 @@ from sluice.contracts.status import Comparison, MetricVerdict, Verdict
 Kind = Literal["errors", "latency"]
 
 
-def previous_evidence(tick: AnalyzeInput, metric: str, kind: Kind) -> sequential.Evidence | None:
+def previous_comparison(tick: AnalyzeInput, metric: str, kind: Kind) -> Comparison | None:
     """The test state the last verdict of `metric` carried, if any (a new rollout has none)."""
     for v in tick.previous:
         c = v.comparison
         if v.metric == metric and c is not None and c.kind == kind and c.log_lr:
-            return sequential.Evidence(
-                totals=sequential.Totals(
-                    canary_requests=c.canary_requests,
-                    stable_requests=c.stable_requests,
-                    canary_events=tuple(c.canary_events),
-                    stable_events=tuple(c.stable_events),
-                ),
-                log_lr=tuple(tuple(row) for row in c.log_lr),
-                log_e=math.log(max(c.e_value, 1e-300)),
-                rejected=c.rejected,
-            )
+            return c
     return None
+
+
+def evidence_of(c: Comparison | None) -> sequential.Evidence | None:
+    """The sequential test's state held in a verdict's comparison (None: start afresh)."""
+    if c is None or not c.log_lr:
+        return None
+    return sequential.Evidence(
+        totals=sequential.Totals(
+            canary_requests=c.canary_requests,
+            stable_requests=c.stable_requests,
+            canary_events=tuple(c.canary_events),
+            stable_events=tuple(c.stable_events),
+        ),
+        log_lr=tuple(tuple(row) for row in c.log_lr),
+        log_e=math.log(max(c.e_value, 1e-300)),
+        rejected=c.rejected,
+    )
 
 
 def compare_verdict(
@@ -46,15 +58,42 @@ def compare_verdict(
     min_requests: int,
     note: str = "",
 ) -> MetricVerdict:
-    """Advance the test with `totals` and turn the result into a verdict with its evidence.
+    """One tick of `metric` in a rollout: `compare_tick` continued from the state `tick` carries."""
+    return compare_tick(
+        metric,
+        kind,
+        events,
+        totals,
+        previous_comparison(tick, metric, kind),
+        alpha=alpha,
+        tolerance=tolerance,
+        min_requests=min_requests,
+        note=note,
+    )
+
+
+def compare_tick(
+    metric: str,
+    kind: Kind,
+    events: list[str],
+    totals: sequential.Totals,
+    previous: Comparison | None,
+    *,
+    alpha: float,
+    tolerance: float,
+    min_requests: int,
+    note: str = "",
+) -> MetricVerdict:
+    """Advance the test from `previous` (the last verdict's comparison) with `totals`; the verdict.
+
+    `totals` are the counts since the first weight > 0; the verdict's `comparison` is the
+    state the next tick continues from.
 
     FAIL once the e-value has reached `1/alpha` (at any sample size: the test is valid at
     every look). Otherwise INCONCLUSIVE until both versions served `min_requests`, then PASS:
     no evidence that the new version is worse than stable by more than `tolerance`.
     """
-    evidence = sequential.advance(
-        previous_evidence(tick, metric, kind), totals, tolerance=tolerance, alpha=alpha
-    )
+    evidence = sequential.advance(evidence_of(previous), totals, tolerance=tolerance, alpha=alpha)
     threshold = 1.0 / alpha
     e_value = evidence.e_value
     j = _most_evidence(evidence)
@@ -124,3 +163,23 @@ def _most_evidence(evidence: sequential.Evidence) -> int:
         return 0
     share = [abs(e / t.stable_requests - 0.05) for e in t.stable_events]
     return share.index(min(share))
+
+
+def latency_totals(
+    canary: dict[float, float], stable: dict[float, float]
+) -> tuple[list[str], sequential.Totals] | None:
+    """Per finite bucket bound shared by both versions, requests slower than it (total - bucket).
+
+    `canary` and `stable` are cumulative bucket counts by `le` (Prometheus `_bucket`
+    semantics, `inf` for `+Inf`, which is the requests). None when they share no finite bound.
+    """
+    bounds = sorted(b for b in canary.keys() & stable.keys() if math.isfinite(b))
+    if not bounds:
+        return None
+    c_total, s_total = canary[math.inf], stable[math.inf]
+    return [f"slower than {b:g}s" for b in bounds], sequential.Totals(
+        canary_requests=c_total,
+        stable_requests=s_total,
+        canary_events=tuple(max(0.0, c_total - canary[b]) for b in bounds),
+        stable_events=tuple(max(0.0, s_total - stable[b]) for b in bounds),
+    )
