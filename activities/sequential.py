@@ -45,6 +45,7 @@ faster canary never rolls back.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -72,16 +73,24 @@ def split_log_lr(
     An interval where either version served no requests carries no information about the
     ratio and contributes 0 (so does an interval without events).
     """
-    x_c = np.asarray(canary_events, dtype=np.float64)[..., None]
-    x_s = np.asarray(stable_events, dtype=np.float64)[..., None]
-    n_c = np.asarray(canary_requests, dtype=np.float64)[..., None]
-    n_s = np.asarray(stable_requests, dtype=np.float64)[..., None]
-    informative = (n_c > 0) & (n_s > 0)
-    n_c = np.where(informative, n_c, 1.0)
-    n_s = np.where(informative, n_s, 1.0)
     delta0 = 1.0 + tolerance
     delta = delta0 * ALTERNATIVES
-    llr = x_c * _LOG_ALTERNATIVES - (x_c + x_s) * (np.log(n_c * delta + n_s) - np.log(n_c * delta0 + n_s))
+    x_c = np.asarray(canary_events, dtype=np.float64)[..., None]
+    x_s = np.asarray(stable_events, dtype=np.float64)[..., None]
+    if np.isscalar(canary_requests) and np.isscalar(stable_requests):
+        # One interval's requests (the providers' tick): the same formula, fewer array operations.
+        n_c, n_s = float(canary_requests), float(stable_requests)  # type: ignore[arg-type]
+        if not (n_c > 0 and n_s > 0):
+            return np.zeros(np.broadcast_shapes(x_c.shape, x_s.shape)[:-1] + ALTERNATIVES.shape)
+        log_ratio = np.log(n_c * delta + n_s) - math.log(n_c * delta0 + n_s)
+        scalar: FloatArray = x_c * _LOG_ALTERNATIVES - (x_c + x_s) * log_ratio
+        return scalar
+    n_ca = np.asarray(canary_requests, dtype=np.float64)[..., None]
+    n_sa = np.asarray(stable_requests, dtype=np.float64)[..., None]
+    informative = (n_ca > 0) & (n_sa > 0)
+    n_ca = np.where(informative, n_ca, 1.0)
+    n_sa = np.where(informative, n_sa, 1.0)
+    llr = x_c * _LOG_ALTERNATIVES - (x_c + x_s) * (np.log(n_ca * delta + n_sa) - np.log(n_ca * delta0 + n_sa))
     out: FloatArray = np.where(informative, llr, 0.0)
     return out
 
@@ -97,8 +106,8 @@ def log_e_value_of_bounds(log_lr: FloatArray) -> FloatArray:
 
 
 def _log_mean_exp(a: FloatArray) -> FloatArray:
-    top = np.max(a, axis=-1)
-    out: FloatArray = top + np.log(np.mean(np.exp(a - top[..., None]), axis=-1))
+    top = a.max(axis=-1)
+    out: FloatArray = top + np.log(np.exp(a - top[..., None]).sum(axis=-1) / a.shape[-1])
     return out
 
 
@@ -130,6 +139,8 @@ class Evidence:
     rejected: bool
     reset: bool = False
     """True if a counter went backwards this tick (a restart): the new totals were counted as new."""
+    log_e_kinds: tuple[float, ...] = ()
+    """Per event kind, the log e-value of its mixture (empty when not computed)."""
 
     @property
     def e_value(self) -> float:
@@ -160,24 +171,34 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
         now = _flat(totals)
         base = [0.0] * len(now)
         reset = False
-    inc = [max(0.0, n - b) for n, b in zip(now, base, strict=True)]
+    inc = [n - b for n, b in zip(now, base, strict=True)]
+    if min(inc) < 0:  # a negative count in the input; never a negative interval
+        inc = [max(0.0, v) for v in inc]
     n_c, n_s = inc[0], inc[1]
     x_c = np.minimum(np.asarray(inc[2 : 2 + kinds]), n_c)
     x_s = np.minimum(np.asarray(inc[2 + kinds :]), n_s)
 
     step = split_log_lr(x_c, x_s, n_c, n_s, tolerance)
-    if previous is not None and usable and np.shape(previous.log_lr) == step.shape:
-        acc = np.asarray(previous.log_lr, dtype=np.float64) + step
+    if (
+        previous is not None
+        and usable
+        and len(previous.log_lr) == kinds
+        and all(len(row) == step.shape[-1] for row in previous.log_lr)
+    ):
+        flat = itertools.chain.from_iterable(previous.log_lr)
+        acc = np.fromiter(flat, dtype=np.float64, count=step.size).reshape(step.shape) + step
     else:
         acc = step
-    log_e = float(log_e_value_of_bounds(acc))
+    per_kind = _log_mean_exp(acc)
+    log_e = float(_log_mean_exp(per_kind))
     rejected = bool((previous is not None and usable and previous.rejected) or log_e >= -math.log(alpha))
     return Evidence(
         totals=totals,
-        log_lr=tuple(tuple(float(v) for v in row) for row in acc),
+        log_lr=tuple(map(tuple, acc.tolist())),
         log_e=log_e,
         rejected=rejected,
         reset=reset,
+        log_e_kinds=tuple(per_kind.tolist()),
     )
 
 

@@ -158,19 +158,18 @@ class _Counts:
         key = (version, instance)
         before = self.last.get(key)
         self.last[key] = values
-        if baseline and before is None:
-            inc = None
-        elif before is None:
+        if before is None:
+            if baseline:
+                self.counted.setdefault(version, [0.0] * len(values))
+                return
             inc = values  # appeared since t = 0: all of it counts
-        elif any(v < b for v, b in zip(values, before, strict=True)):
-            inc = values  # this series restarted: what it counted since then
-            self.restarted.append(f"{version}{'/' + instance if instance else ''}")
         else:
             inc = [v - b for v, b in zip(values, before, strict=True)]
-        total = self.counted.setdefault(version, [0.0] * len(values))
-        if inc is not None:
-            for i, v in enumerate(inc):
-                total[i] += v
+            if min(inc) < 0:
+                inc = values  # this series restarted: what it counted since then
+                self.restarted.append(f"{version}{'/' + instance if instance else ''}")
+        total = self.counted.get(version)
+        self.counted[version] = inc if total is None else [a + b for a, b in zip(total, inc, strict=True)]
 
 
 @dataclass
@@ -183,6 +182,8 @@ class _Run:
     counts: dict[str, _Counts] = field(default_factory=dict)
     bounds: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """Per latency metric: its finite `le` bounds, fixed by the first series seen."""
+    layouts: dict[str, tuple[tuple[str, ...], list[str]]] = field(default_factory=dict)
+    """Per latency metric: the last series' bucket keys, and their order (`+Inf`, then increasing)."""
     last_t: float = 0.0
     ended: bool = False
 
@@ -314,6 +315,8 @@ def _parse(line: int, text: str) -> dict[str, Any]:
 
 
 def _number(line: int, where: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+    if type(value) is int and low <= value <= high:  # the common case, quickly
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidData(line, where, f"expected a number, got {json.dumps(value)}")
     if not low <= value <= high:
@@ -382,13 +385,45 @@ def _error_values(line: int, where: str, s: dict[str, Any]) -> list[float]:
 
 
 def _bucket_values(line: int, where: str, s: dict[str, Any], run: _Run, metric: str) -> list[float]:
+    """`[requests, bucket(le_1), ...]` of one histogram series, checked (the hot path of a backtest)."""
     buckets = s.get("buckets")
     if not isinstance(buckets, dict):
         raise InvalidData(
             line, f"{where}.buckets", "missing (a latency metric's series has cumulative buckets)"
         )
-    by_le: dict[float, float] = {}
-    for key, value in buckets.items():
+    keys = tuple(buckets)
+    layout = run.layouts.get(metric)
+    if layout is None or layout[0] != keys:
+        layout = _layout(line, where, keys, run, metric)
+        run.layouts[metric] = layout
+    order = layout[1]
+    values = [buckets[k] for k in order]
+    for i, v in enumerate(values):
+        if not ((type(v) is int or type(v) is float) and 0 <= v < math.inf):
+            _number(line, f"{where}.buckets.{order[i]}", v)  # raises, saying why
+    total = values[0]
+    if "requests" in s and _number(line, f"{where}.requests", s["requests"]) != total:
+        raise InvalidData(
+            line, f"{where}.requests", f'{s["requests"]:g} is not the "+Inf" bucket ({total:g})'
+        )
+    upper = [*values[2:], total]
+    for i in range(1, len(values)):
+        if values[i] > upper[i - 1]:
+            raise InvalidData(
+                line,
+                f"{where}.buckets",
+                f"not cumulative in le: {values[i]:g} at le={order[i]} is above the next "
+                f"bound's {upper[i - 1]:g}",
+            )
+    return values
+
+
+def _layout(
+    line: int, where: str, keys: tuple[str, ...], run: _Run, metric: str
+) -> tuple[tuple[str, ...], list[str]]:
+    """The keys of a series' buckets and their order: `+Inf`, then the finite bounds increasing."""
+    by_le: dict[float, str] = {}
+    for key in keys:
         try:
             le = float(key)
         except ValueError:
@@ -397,15 +432,10 @@ def _bucket_values(line: int, where: str, s: dict[str, Any], run: _Run, metric: 
             ) from None
         if math.isnan(le) or le in by_le:
             raise InvalidData(line, f"{where}.buckets.{key}", "not a number, or the same bound twice")
-        by_le[le] = _number(line, f"{where}.buckets.{key}", value)
+        by_le[le] = key
     if math.inf not in by_le:
         raise InvalidData(line, f"{where}.buckets", 'the "+Inf" bucket is required (it counts all requests)')
-    total = by_le.pop(math.inf)
-    if "requests" in s and _number(line, f"{where}.requests", s["requests"]) != total:
-        raise InvalidData(
-            line, f"{where}.requests", f'{s["requests"]:g} is not the "+Inf" bucket ({total:g})'
-        )
-    bounds = tuple(sorted(by_le))
+    bounds = tuple(sorted(b for b in by_le if b != math.inf))
     known = run.bounds.setdefault(metric, bounds)
     if bounds != known:
         raise InvalidData(
@@ -414,13 +444,4 @@ def _bucket_values(line: int, where: str, s: dict[str, Any], run: _Run, metric: 
             f"bounds {list(bounds)} differ from this metric's first series {list(known)}; every series "
             "of a histogram has the same bounds",
         )
-    values = [total, *(by_le[b] for b in bounds)]
-    upper = [*values[2:], total]
-    for i, b in enumerate(bounds):
-        if values[1 + i] > upper[i]:
-            raise InvalidData(
-                line,
-                f"{where}.buckets",
-                f"not cumulative in le: {values[1 + i]:g} at le={b:g} is above the next bound's {upper[i]:g}",
-            )
-    return values
+    return keys, [by_le[math.inf], *(by_le[b] for b in bounds)]

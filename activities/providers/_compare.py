@@ -141,23 +141,25 @@ def compare_tick(
         "stable_rate": s_rate,
         "e_value": e_value,
     }
-    out = verdict(
+    return verdict(
         metric,
         result,
         detail + reset + note,
         value=e_value,
         bound=f"e < {number(threshold)}",
         counts=counts,
+        comparison=comparison,
     )
-    return out.model_copy(update={"comparison": comparison})
 
 
 def _most_evidence(evidence: sequential.Evidence) -> int:
     """Index of the event kind (histogram bound) to explain: the one with the largest e-value,
     or, when none has any evidence, the bound stable exceeds closest to 5% of the time (its p95)."""
-    per_kind = sequential.log_e_value(np.asarray(evidence.log_lr, dtype=np.float64))
-    if float(np.max(per_kind) - np.min(per_kind)) > 1e-9:
-        return int(np.argmax(per_kind))
+    per_kind = evidence.log_e_kinds or tuple(
+        sequential.log_e_value(np.asarray(evidence.log_lr, dtype=np.float64)).tolist()
+    )
+    if max(per_kind) - min(per_kind) > 1e-9:
+        return per_kind.index(max(per_kind))
     t = evidence.totals
     if not t.stable_requests:
         return 0
