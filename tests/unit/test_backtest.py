@@ -321,3 +321,22 @@ def test_cli_json_lines_echo_t_and_invalid_input_exits_2(
     out = capsys.readouterr()
     assert code == 2
     assert "line 2: weight: missing" in out.err
+
+
+def test_the_example_recording_is_judged_as_documented() -> None:
+    from pathlib import Path
+
+    from sluice.contracts.spec import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_spec((root / "examples" / "compare.yaml").read_text())
+    assert spec.analysis is not None
+    with (root / "examples" / "backtest.jsonl").open() as f:
+        results = list(backtest(spec.analysis, f))
+    healthy = [r for r in results if r.run == "healthy"]
+    regression = [r for r in results if r.run == "regression"]
+    assert all(r.decision.action == "continue" for r in healthy)
+    assert next(r.t for r in healthy if r.may_end_bake) == 25
+    assert any("restarted: canary/c1" in v.detail for r in healthy for v in r.verdicts)
+    assert (regression[-1].t, regression[-1].decision.action) == (160, "rollback")
+    assert next(r.t for r in regression if r.may_end_bake) == 20
