@@ -43,6 +43,9 @@ def evidence_of(c: Comparison | None) -> sequential.Evidence | None:
         log_lr=tuple(tuple(row) for row in c.log_lr),
         log_e=math.log(max(c.e_value, 1e-300)),
         rejected=c.rejected,
+        # States from before the baseline was carried: stable's totals are its baseline.
+        baseline_requests=c.baseline_requests if c.baseline_events else c.stable_requests,
+        baseline_events=tuple(c.baseline_events or c.stable_events),
     )
 
 
@@ -107,6 +110,12 @@ def compare_tick(
     )
     stat = f"e={number(e_value)}, rejects at {number(threshold)}"
     reset = " (counters went backwards; counting since the reset)" if evidence.reset else ""
+    if evidence.against_baseline:
+        b_req, b_ev = evidence.baseline_requests, evidence.baseline_events[j]
+        reset += (
+            f"; stable served no requests this interval: compared with its rate recorded before "
+            f"({percent(b_ev / b_req)}, {b_ev:g}/{b_req:g}), assuming stable would still have it"
+        )
     if evidence.rejected:
         result = Verdict.FAIL
         detail = f"{rates}: worse than stable by more than {percent(tolerance)} ({stat})"
@@ -131,6 +140,9 @@ def compare_tick(
         tolerance=tolerance,
         rejected=evidence.rejected,
         log_lr=[list(row) for row in evidence.log_lr],
+        baseline_requests=evidence.baseline_requests,
+        baseline_events=list(evidence.baseline_events),
+        against_baseline=evidence.against_baseline,
     )
     counts: dict[str, float] = {
         "new_requests": c_req,

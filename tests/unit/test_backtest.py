@@ -340,3 +340,14 @@ def test_the_example_recording_is_judged_as_documented() -> None:
     assert any("restarted: canary/c1" in v.detail for r in healthy for v in r.verdicts)
     assert (regression[-1].t, regression[-1].decision.action) == (160, "rollback")
     assert next(r.t for r in regression if r.may_end_bake) == 20
+
+
+def test_the_post_promotion_watch_catches_a_failing_version_without_stable_traffic() -> None:
+    before = [(100, 1, 900, 9)] * 12  # 10%: stable's rate is recorded (1%)
+    healthy = errors_run([*before, *[(1000, 10, 0, 0)] * 24])  # then 100% on the new version, 1%
+    failing = errors_run([*before, *[(1000, 920, 0, 0)] * 24])  # 92% of requests fail
+    ok = judged(analysis(), healthy)
+    assert all(r.decision.action == "continue" for r in ok) and ok[-1].may_end_bake
+    assert "compared with its rate recorded before (1%, 108/10800)" in ok[-1].verdicts[0].detail
+    bad = judged(analysis(), failing)
+    assert (bad[-1].t, bad[-1].decision.action) == (65, "rollback")  # the watch's first tick

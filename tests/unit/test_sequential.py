@@ -172,3 +172,70 @@ def test_the_test_continues_from_the_previous_verdict() -> None:
     # two intervals with the same share: the same evidence as one interval of their sum
     assert again.comparison.e_value == pytest.approx(fresh.comparison.e_value, rel=1e-9)
     assert again.at >= first.at and datetime.now(UTC) >= again.at
+
+
+# --- without stable traffic: the recorded baseline ---------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "rate"), [(500, 0.011), (50, 0.11), (5000, 0.0011), (20, 0.5)])
+def test_the_baseline_factor_has_expectation_at_most_one_at_the_null_boundary(n: int, rate: float) -> None:
+    # the new version exactly at (1 + tolerance) x the recorded rate, binomial events: exact sums
+    from scipy import special, stats
+
+    stable_rate = rate / 1.1
+    x = np.arange(n + 1)
+    log_pmf = stats.binom.logpmf(x, n, rate)
+    llr = sequential.baseline_log_lr(x, float(n), stable_rate, 0.1)  # shape (n + 1, alternatives)
+    log_expectation = special.logsumexp(log_pmf[:, None] + llr, axis=0)
+    assert (log_expectation <= 1e-9).all(), np.exp(log_expectation)
+
+
+def test_the_baseline_test_keeps_alpha_under_h0_at_100_percent() -> None:
+    # 2000 runs: 60 intervals at 10% (stable's baseline), then 120 at 100% with an identical version
+    rng = np.random.default_rng(17)
+    alpha, runs = 0.05, 2000
+    rejected = 0
+    for _ in range(runs):
+        ev = None
+        c = s = ce = se = 0.0
+        for k in range(180):
+            n = rng.poisson(500)
+            nc = n if k >= 60 else rng.binomial(n, 0.1)
+            c, s = c + nc, s + (n - nc)
+            ce, se = ce + rng.binomial(nc, 0.01), se + rng.binomial(n - nc, 0.01)
+            ev = advance(ev, totals(c, s, ce, se), tolerance=0.1, alpha=alpha)
+            if ev.rejected:
+                rejected += 1
+                break
+    assert rejected / runs <= 1.1 * alpha
+
+
+def test_a_new_version_failing_after_promotion_is_caught_against_stables_recorded_rate() -> None:
+    ev = advance(None, totals(1000, 9000, 10, 90), tolerance=0.1, alpha=0.01)
+    assert ev.baseline_requests == 9000 and ev.baseline_events == (90.0,) and not ev.against_baseline
+    healthy = advance(ev, totals(1500, 9000, 15, 90), tolerance=0.1, alpha=0.01)  # 100% on new, 1%
+    assert healthy.against_baseline and not healthy.rejected
+    assert healthy.baseline_requests == 9000  # the baseline does not move without stable traffic
+    failing = advance(ev, totals(1500, 9000, 470, 90), tolerance=0.1, alpha=0.01)  # 92% of 500 fail
+    assert failing.against_baseline and failing.rejected
+
+
+def test_the_watch_verdict_says_what_it_compared_with_and_old_states_use_stables_totals() -> None:
+    first = judge(totals(1000, 9000, 10, 90))
+    assert first.comparison is not None and first.comparison.baseline_requests == 9000
+    failing = judge(totals(1500, 9000, 470, 90), previous=tick(previous=[first]))
+    assert failing.verdict is Verdict.FAIL
+    assert (
+        "stable served no requests this interval: compared with its rate recorded before (1%"
+        in failing.detail
+    )
+    assert failing.comparison is not None and failing.comparison.against_baseline
+    # a state saved before the baseline existed: stable's totals since the first weight > 0 stand in
+    old = first.model_copy(
+        update={
+            "comparison": first.comparison.model_copy(
+                update={"baseline_requests": 0.0, "baseline_events": []}
+            )
+        }
+    )
+    assert judge(totals(1500, 9000, 470, 90), previous=tick(previous=[old])).verdict is Verdict.FAIL
