@@ -216,15 +216,17 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
         raise ValueError("canary and stable need the same, non-zero number of event kinds")
     before = previous.totals if previous is not None else None
     usable = before is not None and len(before.canary_events) == kinds
+    now = _flat(totals)
     if before is not None and usable:
-        now = _flat(totals)
         then = _flat(before)
         reset = any(n < t for n, t in zip(now, then, strict=True))
         base = [0.0] * len(now) if reset else then
+    elif before is not None:
+        # The event kinds changed (a histogram's bounds did): the evidence starts over from
+        # now, with nothing counted this tick; a rejection already reached stays.
+        base, reset = now, False
     else:
-        now = _flat(totals)
-        base = [0.0] * len(now)
-        reset = False
+        base, reset = [0.0] * len(now), False
     inc = [n - b for n, b in zip(now, base, strict=True)]
     if min(inc) < 0:  # a negative count in the input; never a negative interval
         inc = [max(0.0, v) for v in inc]
@@ -256,7 +258,9 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
         acc = step
     per_kind = _log_mean_exp(acc)
     log_e = float(_log_mean_exp(per_kind))
-    rejected = bool((previous is not None and usable and previous.rejected) or log_e >= -math.log(alpha))
+    # Sticky: Ville's inequality bounds the supremum over time, so a rejection is never undone,
+    # not by a later dip, a restart or a change of the histogram's bounds.
+    rejected = bool((previous is not None and previous.rejected) or log_e >= -math.log(alpha))
     return Evidence(
         totals=totals,
         log_lr=tuple(map(tuple, acc.tolist())),

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.activities.providers._compare import Kind, compare_tick, latency_totals
+from sluice.activities.providers._compare import Kind, compare_tick, compared_count, latency_totals
 from sluice.activities.providers._verdict import verdict
 from sluice.activities.sequential import Totals
 from sluice.contracts.spec import (
@@ -67,6 +67,7 @@ class ComparedMetric:
     events: str
     """The event name the provider uses for errors (`5xx`, or `errors` for CloudWatch)."""
     alpha: float
+    """The metric's share of its `alpha`: split over the analysis' compared metrics."""
     tolerance: float
     min_requests: int
 
@@ -74,6 +75,7 @@ class ComparedMetric:
 def compared_metrics(analysis: AnalysisSpec) -> list[ComparedMetric]:
     """The analysis' `compare: stable` metrics, in the spec's order (the others are not judged)."""
     out = []
+    share = compared_count(analysis.metrics)  # alpha is split over them, as the providers do
     for m in analysis.metrics:
         if isinstance(m, HAProxyMetric | PrometheusMetric | CloudWatchMetric) and m.compare is not None:
             latency = isinstance(m, PrometheusMetric) and m.compares_latency
@@ -82,7 +84,7 @@ def compared_metrics(analysis: AnalysisSpec) -> list[ComparedMetric]:
                     name=m.name,
                     kind="latency" if latency else "errors",
                     events="errors" if isinstance(m, CloudWatchMetric) else "5xx",
-                    alpha=m.alpha,
+                    alpha=m.alpha / share,
                     tolerance=m.tolerance,
                     min_requests=m.min_requests,
                 )

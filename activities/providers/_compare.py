@@ -8,6 +8,7 @@ counts from a file), so both judge identically.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from sluice.activities import sequential
 from sluice.activities.providers._verdict import number, percent, verdict
 from sluice.contracts.calls import AnalyzeInput
+from sluice.contracts.spec import MetricSpec
 from sluice.contracts.status import Comparison, MetricVerdict, Verdict
 
 Kind = Literal["errors", "latency"]
@@ -49,6 +51,11 @@ def evidence_of(c: Comparison | None) -> sequential.Evidence | None:
     )
 
 
+def compared_count(metrics: Sequence[MetricSpec]) -> int:
+    """How many of an analysis' metrics are `compare: stable`: the share each gets of alpha."""
+    return max(1, sum(1 for m in metrics if getattr(m, "compare", None) is not None))
+
+
 def compare_verdict(
     metric: str,
     kind: Kind,
@@ -61,14 +68,18 @@ def compare_verdict(
     min_requests: int,
     note: str = "",
 ) -> MetricVerdict:
-    """One tick of `metric` in a rollout: `compare_tick` continued from the state `tick` carries."""
+    """One tick of `metric` in a rollout: `compare_tick` continued from the state `tick` carries.
+
+    `alpha` is the metric's; it is split equally over the analysis' `compare: stable` metrics
+    (`tick.metrics`), so the false-rollback probability of the whole analysis stays under it.
+    """
     return compare_tick(
         metric,
         kind,
         events,
         totals,
         previous_comparison(tick, metric, kind),
-        alpha=alpha,
+        alpha=alpha / compared_count(tick.metrics),
         tolerance=tolerance,
         min_requests=min_requests,
         note=note,

@@ -30,7 +30,8 @@ class _MetricBase(SpecModel):
 class _ComparableMetric(_MetricBase):
     """Fields of `compare: stable`: an anytime-valid sequential test of the new version against stable.
 
-    The test rejects (the verdict fails) once its e-value reaches `1/alpha`; it passes only
+    The test rejects (the verdict fails) once its e-value reaches `M/alpha`, with alpha split
+    over the analysis' `M` compare metrics so it bounds the whole analysis; it passes only
     while there is no rejection and both versions have served `min_requests`; with less
     traffic it is inconclusive. See `activities/sequential.py` for the formula and papers.
     """

@@ -239,3 +239,45 @@ def test_the_watch_verdict_says_what_it_compared_with_and_old_states_use_stables
         }
     )
     assert judge(totals(1500, 9000, 470, 90), previous=tick(previous=[old])).verdict is Verdict.FAIL
+
+
+# --- alpha for the whole analysis, sticky rejections --------------------------------------------
+
+
+def test_alpha_is_split_over_the_analysis_compare_metrics() -> None:
+    compared = [
+        {"name": n, "provider": "haproxy", "compare": "stable"} for n in ("errors-a", "errors-b", "errors-c")
+    ]
+    bounded = {"name": "ratio", "provider": "haproxy", "max": 0.05}
+    inp = tick(metrics=[*compared, bounded])
+    v = judge(totals(1000, 9000, 10, 90), previous=inp)
+    assert v.comparison is not None and v.comparison.threshold == pytest.approx(300)
+    assert v.bound == "e < 300"
+    # e = 100.1 rejects alone, not as one of three
+    borderline = totals(200, 1800, 10, 18)
+    assert judge(borderline).verdict is Verdict.FAIL
+    assert judge(borderline, previous=inp).verdict is not Verdict.FAIL
+
+
+def test_five_metrics_keep_the_analysis_false_rollback_rate_under_alpha() -> None:
+    rng = np.random.default_rng(23)
+    alpha, metrics = 0.05, 5
+    any_rejected = np.zeros(2000, dtype=bool)
+    for _ in range(metrics):
+        x_c, x_s, n_c, n_s = streams(rng, 2000, 90, 20, 0.02, 0.02)
+        running = np.cumsum(split_log_lr(x_c, x_s, n_c, n_s, 0.0), axis=1)
+        any_rejected |= (log_e_value(running) >= math.log(metrics / alpha)).any(axis=1)
+    assert any_rejected.mean() <= alpha
+
+
+def test_a_rejection_stays_when_the_histogram_bounds_change() -> None:
+    two = Totals(100, 900, (30.0, 20.0), (9.0, 5.0))
+    rejected = advance(None, two, tolerance=0.1, alpha=0.01)
+    assert rejected.rejected
+    three = Totals(200, 1800, (31.0, 21.0, 5.0), (18.0, 10.0, 4.0))  # a bound was added
+    after = advance(rejected, three, tolerance=0.1, alpha=0.01)
+    assert after.rejected
+    # the evidence starts over from the new bounds' totals: nothing counted at the change
+    assert after.e_value == pytest.approx(1.0)
+    again = advance(after, Totals(300, 2700, (32.0, 22.0, 6.0), (27.0, 15.0, 6.0)), tolerance=0.1, alpha=0.01)
+    assert again.rejected and again.e_value != pytest.approx(1.0)
