@@ -144,6 +144,45 @@ def rate_upper_bound(events: float, requests: float, level: float) -> float:
     return min(1.0, upper / requests)
 
 
+SPREAD_LEVEL = 0.2
+"""Error level of the upper confidence bound on the clustering (`dispersion`)."""
+MAX_CLUSTER = 20.0
+"""The largest clustering assumed before stable's intervals show it (and the factor's cap)."""
+_Z_SPREAD = NormalDist().inv_cdf(SPREAD_LEVEL)
+
+
+def dispersion(
+    intervals: ArrayLike, events: ArrayLike, requests: ArrayLike, squares: ArrayLike
+) -> FloatArray:
+    """An upper bound on how clustered stable's events are: the factor evidence is divided by.
+
+    From per-kind running sums over stable's intervals: their number `T`, `Σx`, `Σn` and
+    `Σx²/n`. The Pearson statistic of the intervals' counts under one common rate `r̂ = Σx/Σn`
+    with binomial variance, over its `T - 1` degrees of freedom, estimates
+    `φ = (Σx²/n - r̂·Σx) / (r̂ (1 - r̂) (T - 1))`: about 1 for independent requests, about the
+    cluster size when errors come in clusters (a failing request retried k times: k + 1). The
+    factor is its upper confidence bound at level `SPREAD_LEVEL` (`φ·df / χ²_level(df)`, with
+    the Wilson-Hilferty quantile, which errs high), never below 1: large while stable has
+    served only a few intervals, close to the estimate after a few minutes. It is capped at
+    `MAX_CLUSTER`, which is also the factor before stable has served two intervals (nothing is
+    known yet): clusters larger than that are assumed away. Without stable events, 1.
+    """
+    t = np.asarray(intervals, dtype=np.float64)
+    x = np.asarray(events, dtype=np.float64)
+    n = np.asarray(requests, dtype=np.float64)
+    q = np.asarray(squares, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = np.where(n > 0, x / np.where(n > 0, n, 1.0), 0.0)
+        df = np.maximum(t - 1.0, 1.0)
+        phi = np.maximum((q - r * x) / (r * (1.0 - r) * df), 0.0)
+        w = 2.0 / (9.0 * df)
+        quantile = df * np.maximum(1.0 - w + _Z_SPREAD * np.sqrt(w), 1e-3) ** 3
+        upper = np.maximum(phi * df / quantile, 1.0)
+    known = (r > 0) & (r < 1)
+    out: FloatArray = np.where(t < 2, MAX_CLUSTER, np.where(known, np.minimum(upper, MAX_CLUSTER), 1.0))
+    return out
+
+
 def log_e_value(log_lr: FloatArray) -> FloatArray:
     """log of the mixture e-value from accumulated log LRs (last axis: alternatives)."""
     return _log_mean_exp(log_lr)
@@ -195,6 +234,10 @@ class Evidence:
     """Stable's requests and events (per kind) over every interval in which it served requests."""
     against_baseline: bool = False
     """True if this tick's interval had no stable requests and was compared with the baseline."""
+    spread: tuple[tuple[float, float, float, float], ...] = ()
+    """Per event kind, stable's interval statistics for `dispersion`: intervals, Σx, Σn, Σx²/n."""
+    dispersion: tuple[float, ...] = ()
+    """Per event kind, the clustering this tick's interval was corrected for (1: none)."""
 
     @property
     def e_value(self) -> float:
@@ -202,14 +245,18 @@ class Evidence:
         return math.exp(min(self.log_e, 690.0))
 
 
-def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alpha: float) -> Evidence:
+def advance(
+    previous: Evidence | None, totals: Totals, *, tolerance: float, alpha: float, clustering: bool = False
+) -> Evidence:
     """Fold the interval between `previous.totals` and `totals` into the test.
 
     The increments are the differences of the totals. If any total went backwards (a counter
     reset, a restarted server) the new totals are taken as the interval's increments, which
     counts what happened since the restart. Events are clipped to the interval's requests.
     Once the e-value has crossed `1/alpha` the test stays rejected (Ville's inequality holds
-    for the supremum over time, so a later dip does not undo the evidence).
+    for the supremum over time, so a later dip does not undo the evidence). With `clustering`
+    each interval's evidence is divided by `dispersion` of stable's intervals so far (their
+    statistics are carried either way).
     """
     kinds = len(totals.canary_events)
     if len(totals.stable_events) != kinds or kinds == 0:
@@ -238,6 +285,16 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
     base_requests = previous.baseline_requests if previous is not None and carried else 0.0
     base_events = np.asarray(previous.baseline_events if previous is not None and carried else [0.0] * kinds)
     against_baseline = n_s == 0 and n_c > 0 and base_requests > 0
+    spread = np.asarray(
+        previous.spread
+        if previous is not None and usable and len(previous.spread) == kinds
+        else [[0.0] * 4] * kinds,
+        dtype=np.float64,
+    )
+    if n_s > 0:
+        spread = spread + np.stack([np.ones(kinds), x_s, np.full(kinds, n_s), x_s * x_s / n_s], axis=1)
+    # Stable's intervals up to this one: its clusters are other requests than the new version's.
+    phi = dispersion(spread[:, 0], spread[:, 1], spread[:, 2], spread[:, 3]) if clustering else np.ones(kinds)
     if against_baseline:
         level = alpha / 10.0
         rate = [rate_upper_bound(e, base_requests, level) for e in base_events.tolist()]
@@ -246,6 +303,11 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
         step = split_log_lr(x_c, x_s, n_c, n_s, tolerance)
         base_requests += n_s
         base_events = base_events + x_s
+    # Clustered events (retries, sticky users, pods) carry less information than their count:
+    # each interval's evidence is divided by an upper bound on the clustering stable shows
+    # (see `dispersion`). Dividing by any factor at least the cluster size keeps each factor's
+    # expectation under 1 (Jensen), so overestimating it costs only speed.
+    step = step / phi[:, None]
     if (
         previous is not None
         and usable
@@ -271,6 +333,8 @@ def advance(previous: Evidence | None, totals: Totals, *, tolerance: float, alph
         baseline_requests=base_requests,
         baseline_events=tuple(base_events.tolist()),
         against_baseline=against_baseline,
+        spread=tuple((a, b, c, d) for a, b, c, d in spread.tolist()),
+        dispersion=tuple(phi.tolist()),
     )
 
 

@@ -70,6 +70,8 @@ class ComparedMetric:
     """The metric's share of its `alpha`: split over the analysis' compared metrics."""
     tolerance: float
     min_requests: int
+    clustering: bool = False
+    """`clustering: estimate`: evidence divided by the clustering stable's intervals show."""
 
 
 def compared_metrics(analysis: AnalysisSpec) -> list[ComparedMetric]:
@@ -87,6 +89,7 @@ def compared_metrics(analysis: AnalysisSpec) -> list[ComparedMetric]:
                     alpha=m.alpha / share,
                     tolerance=m.tolerance,
                     min_requests=m.min_requests,
+                    clustering=m.clustering == "estimate",
                 )
             )
     return out
@@ -275,6 +278,7 @@ def _judge_metric(run: _Run, m: ComparedMetric) -> MetricVerdict:
         tolerance=m.tolerance,
         min_requests=m.min_requests,
         note=note,
+        clustering=m.clustering,
     )
     if v.comparison is not None:
         run.previous[m.name] = v.comparison

@@ -48,6 +48,7 @@ def evidence_of(c: Comparison | None) -> sequential.Evidence | None:
         # States from before the baseline was carried: stable's totals are its baseline.
         baseline_requests=c.baseline_requests if c.baseline_events else c.stable_requests,
         baseline_events=tuple(c.baseline_events or c.stable_events),
+        spread=tuple((a, b, c_, d) for a, b, c_, d in c.spread),
     )
 
 
@@ -73,12 +74,14 @@ def compare_verdict(
     `alpha` is the metric's; it is split equally over the analysis' `compare: stable` metrics
     (`tick.metrics`), so the false-rollback probability of the whole analysis stays under it.
     """
+    spec = next((m for m in tick.metrics if m.name == metric), None)
     return compare_tick(
         metric,
         kind,
         events,
         totals,
         previous_comparison(tick, metric, kind),
+        clustering=getattr(spec, "clustering", "independent") == "estimate",
         alpha=alpha / compared_count(tick.metrics),
         tolerance=tolerance,
         min_requests=min_requests,
@@ -97,6 +100,7 @@ def compare_tick(
     tolerance: float,
     min_requests: int,
     note: str = "",
+    clustering: bool = False,
 ) -> MetricVerdict:
     """Advance the test from `previous` (the last verdict's comparison) with `totals`; the verdict.
 
@@ -107,7 +111,9 @@ def compare_tick(
     every look). Otherwise INCONCLUSIVE until both versions served `min_requests`, then PASS:
     no evidence that the new version is worse than stable by more than `tolerance`.
     """
-    evidence = sequential.advance(evidence_of(previous), totals, tolerance=tolerance, alpha=alpha)
+    evidence = sequential.advance(
+        evidence_of(previous), totals, tolerance=tolerance, alpha=alpha, clustering=clustering
+    )
     threshold = 1.0 / alpha
     e_value = evidence.e_value
     j = _most_evidence(evidence)
@@ -121,6 +127,12 @@ def compare_tick(
     )
     stat = f"e={number(e_value)}, rejects at {number(threshold)}"
     reset = " (counters went backwards; counting since the reset)" if evidence.reset else ""
+    if evidence.dispersion and evidence.dispersion[j] > 1.05:
+        intervals = evidence.spread[j][0] if evidence.spread else 0
+        reset += (
+            f"; evidence divided by {evidence.dispersion[j]:.3g}, an upper bound on how clustered "
+            f"stable's {what} are (from {intervals:g} intervals)"
+        )
     if evidence.against_baseline:
         b_req, b_ev = evidence.baseline_requests, evidence.baseline_events[j]
         reset += (
@@ -154,6 +166,8 @@ def compare_tick(
         baseline_requests=evidence.baseline_requests,
         baseline_events=list(evidence.baseline_events),
         against_baseline=evidence.against_baseline,
+        spread=[list(row) for row in evidence.spread],
+        dispersion=list(evidence.dispersion),
     )
     counts: dict[str, float] = {
         "new_requests": c_req,

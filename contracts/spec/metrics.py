@@ -39,6 +39,13 @@ class _ComparableMetric(_MetricBase):
     compare: Literal["stable"] | None = None
     alpha: Annotated[Number, Field(gt=0, le=0.2)] = 0.01
     tolerance: Annotated[Number, Field(ge=0, le=10)] = 0.1
+    clustering: Literal["independent", "estimate"] = Field(
+        "independent", exclude_if=lambda v: v == "independent"
+    )
+    """With `compare: stable`: `independent` assumes requests fail independently (the test's
+    model); `estimate` divides each interval's evidence by an upper bound on the clustering
+    stable's own intervals show (retries, sticky users, pods), slower early in a rollout.
+    Left out of the spec's dump (and digest) at its default."""
 
     def _compare_rule(self, what: str, min_requests: int) -> str:
         return (

@@ -351,3 +351,22 @@ def test_the_post_promotion_watch_catches_a_failing_version_without_stable_traff
     assert "compared with its rate recorded before (1%, 108/10800)" in ok[-1].verdicts[0].detail
     bad = judged(analysis(), failing)
     assert (bad[-1].t, bad[-1].decision.action) == (65, "rollback")  # the watch's first tick
+
+
+def test_clustering_estimate_reaches_the_judgement_and_stays_out_of_the_digest() -> None:
+    plain = parse_spec(spec())
+    estimated = parse_spec(spec({**ERRORS, "clustering": "estimate"}))
+    assert plain.digest() == parse_spec(spec({**ERRORS, "clustering": "independent"})).digest()
+    assert estimated.digest() != plain.digest()
+    assert "clustering" not in json.dumps(plain.model_dump(mode="json"))
+    assert estimated.analysis is not None
+    # retried failures: every failing request shows up 4 times
+    lines = errors_run([(100, 4 * (k % 3), 900, 4 * (k % 5 + 7)) for k in range(30)])
+    results = judged(estimated.analysis, lines)
+    comparison = results[-1].verdicts[0].comparison
+    assert comparison is not None and comparison.dispersion[0] > 1.05  # an upper bound, above 1
+    assert (
+        "an upper bound on how clustered stable's 5xx are (from 30 intervals)"
+        in results[-1].verdicts[0].detail
+    )
+    assert judged(analysis(), lines)[-1].verdicts[0].comparison.dispersion == [1.0]  # type: ignore[union-attr]

@@ -281,3 +281,53 @@ def test_a_rejection_stays_when_the_histogram_bounds_change() -> None:
     assert after.e_value == pytest.approx(1.0)
     again = advance(after, Totals(300, 2700, (32.0, 22.0, 6.0), (27.0, 15.0, 6.0)), tolerance=0.1, alpha=0.01)
     assert again.rejected and again.e_value != pytest.approx(1.0)
+
+
+# --- clustering: estimate ------------------------------------------------------------------------
+
+
+def retried(rng: np.random.Generator, k: int, runs: int = 2000, intervals: int = 90):  # type: ignore[no-untyped-def]
+    """A/A streams where each failing request is retried k times on its version, failing again."""
+    x_c, x_s, n_c, n_s = streams(rng, runs, intervals, 100, 0.01, 0.01)
+    return (k + 1) * x_c, (k + 1) * x_s, n_c + k * x_c, n_s + k * x_s
+
+
+def running_dispersion(x_s: np.ndarray, n_s: np.ndarray) -> np.ndarray:
+    served = (n_s > 0).astype(float)
+    squares = np.where(n_s > 0, x_s * x_s / np.maximum(n_s, 1), 0.0)
+    return sequential.dispersion(*(np.cumsum(a, axis=1) for a in (served, x_s, n_s, squares)))
+
+
+def test_dispersion_bounds_the_cluster_size_from_above_and_stays_near_one_without_clusters() -> None:
+    rng = np.random.default_rng(29)
+    _, x_s, _, n_s = retried(rng, 3, runs=500)
+    phi = running_dispersion(x_s.astype(float), n_s.astype(float))
+    assert (phi[:, 0] == sequential.MAX_CLUSTER).all()  # one interval: nothing known yet
+    # clusters of 4 (k = 3): the bound (level 0.2) is at least 4 in about two runs of three
+    # here (the Pearson estimate runs a little low), and near 4 in the others
+    assert np.mean(phi[:, -1] >= 4) >= 0.6
+    assert 3.5 <= np.median(phi[:, -1]) <= 7
+    _, x_s, _, n_s = streams(rng, 500, 90, 100, 0.01, 0.01)
+    plain = running_dispersion(x_s.astype(float), n_s.astype(float))
+    assert (plain >= 1).all() and np.median(plain[:, -1]) < 1.6
+
+
+def test_estimating_the_clustering_keeps_alpha_under_retries_that_break_independence() -> None:
+    rng = np.random.default_rng(31)
+    alpha = 0.05
+    x_c, x_s, n_c, n_s = retried(rng, 3)
+    step = split_log_lr(x_c, x_s, n_c, n_s, 0.1)
+    naive = (log_e_value(np.cumsum(step, axis=1)) >= math.log(1 / alpha)).any(axis=1).mean()
+    phi = running_dispersion(x_s.astype(float), n_s.astype(float))
+    corrected = log_e_value(np.cumsum(step / phi[..., None], axis=1))
+    estimated = (corrected >= math.log(1 / alpha)).any(axis=1).mean()
+    assert naive > 2 * alpha  # the independence assumption fails here
+    assert estimated <= alpha
+
+
+def test_advance_divides_the_evidence_only_with_clustering_estimate() -> None:
+    plain = advance(None, totals(200, 1800, 30, 18), tolerance=0.1, alpha=0.01)
+    estimated = advance(None, totals(200, 1800, 30, 18), tolerance=0.1, alpha=0.01, clustering=True)
+    assert plain.rejected and not estimated.rejected  # first interval: divided by MAX_CLUSTER
+    assert estimated.dispersion == (sequential.MAX_CLUSTER,) and plain.dispersion == (1.0,)
+    assert estimated.spread == plain.spread == ((1.0, 18.0, 1800.0, 18.0 * 18.0 / 1800.0),)
