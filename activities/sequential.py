@@ -291,8 +291,11 @@ def advance(
         else [[0.0] * 4] * kinds,
         dtype=np.float64,
     )
-    if n_s > 0:
-        spread = spread + np.stack([np.ones(kinds), x_s, np.full(kinds, n_s), x_s * x_s / n_s], axis=1)
+    if n_s > 0:  # `spread` is a new array (from the carried tuples): add in place
+        spread[:, 0] += 1.0
+        spread[:, 1] += x_s
+        spread[:, 2] += n_s
+        spread[:, 3] += x_s * x_s / n_s
     # Stable's intervals up to this one: its clusters are other requests than the new version's.
     phi = dispersion(spread[:, 0], spread[:, 1], spread[:, 2], spread[:, 3]) if clustering else np.ones(kinds)
     if against_baseline:
@@ -307,7 +310,8 @@ def advance(
     # each interval's evidence is divided by an upper bound on the clustering stable shows
     # (see `dispersion`). Dividing by any factor at least the cluster size keeps each factor's
     # expectation under 1 (Jensen), so overestimating it costs only speed.
-    step = step / phi[:, None]
+    if clustering:
+        step = step / phi[:, None]
     if (
         previous is not None
         and usable

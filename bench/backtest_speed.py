@@ -10,7 +10,8 @@ counters per instance: 3 stable pods and 1 canary pod, 1% errors, latency throug
 Prometheus client's 14 default buckets) and times the whole command in-process, as a user
 runs it: reading the file, judging, and printing one JSON line per tick to /dev/null. CPU time
 of the process (`time.process_time`) is reported beside wall time, since other work shares
-the two cores.
+the two cores; each case runs three times and the least disturbed run (least CPU time) is
+reported, with all three in the JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sluice.cli.main import run_cli
 RESULTS = Path(__file__).parent / "results" / "backtest_speed.json"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 PODS = {"stable": ("s1", "s2", "s3"), "canary": ("c1",)}
+REPEATS = 3
 
 
 def spec(metrics: list[str]) -> dict[str, Any]:
@@ -115,15 +117,20 @@ def time_case(metrics: list[str], ticks: int) -> dict[str, Any]:
         data = Path(tmp) / "data.jsonl"
         data.write_text("\n".join(recording(metrics, ticks, run_length=360)) + "\n")
         args = ["backtest", "-f", str(spec_file), "--data", str(data), "--output", "json"]
+        times: list[tuple[float, float]] = []
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             run_cli(args)  # warm: imports, numpy
-            wall, cpu = time.perf_counter(), time.process_time()
-            code, _ = run_cli(args)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert code == 0
+            for _ in range(REPEATS):
+                wall, cpu = time.perf_counter(), time.process_time()
+                code, _ = run_cli(args)
+                times.append((time.process_time() - cpu, time.perf_counter() - wall))
+                assert code == 0
+    cpu, wall = min(times)  # the least disturbed of the repeats: others share the cores
     return {
         "metrics": metrics,
         "ticks": ticks,
+        "repeats": REPEATS,
+        "cpu_s_each": [round(c, 3) for c, _ in times],
         "cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3),
         "ticks_per_s_per_metric_cpu": round(ticks * len(metrics) / cpu),
@@ -134,7 +141,7 @@ def time_case(metrics: list[str], ticks: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ticks", type=int, default=20_000)
+    parser.add_argument("--ticks", type=int, default=10_000)
     args = parser.parse_args()
     cases = [["errors"], ["latency"], ["errors", "prom-errors", "latency"]]
     load_before = os.getloadavg()[0]

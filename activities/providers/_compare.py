@@ -151,7 +151,8 @@ def compare_tick(
     else:
         result = Verdict.PASS
         detail = f"{rates}: no evidence of a regression beyond {percent(tolerance)} ({stat})"
-    comparison = Comparison(
+    # Built by this function from typed values: skip re-validating (it is on every tick's path).
+    comparison = Comparison.model_construct(
         kind=kind,
         canary_requests=c_req,
         stable_requests=s_req,
