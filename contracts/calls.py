@@ -26,15 +26,17 @@ class ServerCounters(BaseModel):
 
 
 class CarriedState(BaseModel):
-    """What a rollout hands to its next run when it continues as new (its history got long).
+    """A rollout's state, which it hands whole to its next run when it continues as new.
 
-    Everything the status shows is carried as it is, plus where the steps stand: the step
-    being waited on, and for a bake, the time it has left.
+    The workflow holds one of these as it runs: the status, the operator's pause, the
+    analysis baselines and evidence, and, written at the handover, where the steps stand
+    (the step being waited on, and for a bake the time it has left).
     """
 
     status: RolloutStatus
     operator_paused: bool
     step_started: bool
+    """At the handover: the step at `status.step_index` was under way (its wait resumes)."""
     bake_remaining: Duration | None = None
     """Time left of the bake (or of the approval gate's timeout) being waited on."""
     baseline: ServerCounters | None = None
@@ -42,6 +44,9 @@ class CarriedState(BaseModel):
     evidence: list[MetricVerdict] = Field(default_factory=list)
     """Last verdict of each `compare: stable` metric, holding its sequential test's state."""
     analysis_running: bool
+    """At the handover: the analysis was ticking, and the next run resumes it."""
+    pass_needed_after: datetime | None = None
+    """While a bake that has ended waits for a fresh pass: the pass must be recorded after this."""
 
 
 class RolloutInput(BaseModel):
@@ -60,7 +65,7 @@ class RolloutInput(BaseModel):
 
 
 class RingCarriedState(BaseModel):
-    """What a ring rollout hands to its next run: the status (every ring's), where it stands."""
+    """A ring rollout's state, handed whole to its next run: the status (every ring's), where it stands."""
 
     status: RolloutStatus
     next_ring: int

@@ -41,12 +41,16 @@ def _env_name(value: str) -> str:
 class NotifyTarget(BaseModel):
     """One webhook: where (`url` or `url_env`), in which format, with which timeout."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    """The webhook's URL, written in the spec (so visible in the history)."""
     url_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    """Instead of `url`: the worker's environment variable holding a secret URL."""
     format: Literal["json", "slack"] = "json"
+    """`json` (the event as JSON) or `slack` (an incoming-webhook message)."""
     timeout: Duration = timedelta(seconds=5)
+    """Per delivery attempt, at most 30s."""
 
     @model_validator(mode="after")
     def _one_url(self) -> NotifyTarget:

@@ -160,6 +160,9 @@ class RolloutStatus(BaseModel):
     step: str
     weights: Weights | None = None
     verdicts: list[MetricVerdict] = Field(default_factory=list)
+    verdicts_at: datetime | None = None
+    """When the workflow recorded `verdicts` (server time): their age is now minus this. A bake
+    ends only on a pass recorded after its end, or within one analysis interval before it."""
     analysis: AnalysisCounters = Field(default_factory=AnalysisCounters)
     actions: list[OperatorAction] = Field(default_factory=list)
     rollback: RollbackState | None = None

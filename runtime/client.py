@@ -18,12 +18,12 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from temporalio import exceptions as temporal_errors
 from temporalio.client import (
@@ -33,6 +33,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowHistoryEventFilterType,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
@@ -64,13 +65,23 @@ from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, SpecError, SpecIssue, load_spec, workflow_id_for
 from sluice.contracts.status import Phase, RolloutStatus
 from sluice.contracts.text import cap
+from sluice.contracts.text import utc_time as _utc
 from sluice.runtime import telemetry
 from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
+from sluice.runtime.history import SpecUnreadable, started_with
+
+if TYPE_CHECKING:
+    from sluice.runtime.breakglass import ForcedAbort
 
 DEFAULT_UI_URL = "http://127.0.0.1:8233"
 CONNECT_TIMEOUT = 15.0
 RECONNECT_FOR = 300.0
 """How long `follow`/`wait` keep retrying after losing Temporal (a server restart) before giving up."""
+FORCED_ABORT = "sluice abort --force"
+"""How the reason of a terminate by the break glass begins (see `sluice.runtime.breakglass`)."""
+MEMO_TRAFFIC_TARGETS = "traffic_targets"
+"""Memo key: the traffic target keys a rollout drives (`AnySpec.traffic_targets`), read from
+list results (no worker, no history) when another rollout starts."""
 NO_WORKER_HINT = f"is a worker running (`sluice worker`, task queue {TASK_QUEUE!r}) against this namespace?"
 
 Verb = Literal["pause", "resume", "promote", "abort"]
@@ -161,6 +172,17 @@ class AnotherRolloutRunning(SluiceError):
         self.running_digest = running_digest
 
 
+class TrafficTargetBusy(SluiceError):
+    """`start` found a running rollout of another service driving the same traffic (a backend,
+    listener rule, alias, stage or record); nothing was started. `running` is that rollout's
+    record, `shared` the traffic target keys both would drive."""
+
+    def __init__(self, message: str, running: RolloutRecord, shared: list[str]) -> None:
+        super().__init__(message)
+        self.running = running
+        self.shared = shared
+
+
 class PromotedWithAnotherSpec(SluiceError):
     """`start` of a version the service's latest rollout promoted, but with another spec digest.
 
@@ -187,13 +209,15 @@ class RolloutEndedWithoutResult(SluiceError):
     """The rollout's workflow closed without a final status: cancelled, terminated, timed out or failed.
 
     `last_status` is the last status a worker reported (None if none ever did). Only
-    `terminated` skips the rollback, so traffic then stays where `last_status` says.
+    `terminated` skips the rollback, so traffic then stays where `last_status` says;
+    `force_aborted` is a terminate by `sluice abort --force`, which put 100% on stable and
+    read it back first (the detail quotes its reason with the weights).
     """
 
     def __init__(
         self,
         workflow_id: str,
-        how: Literal["cancelled", "terminated", "timed_out", "failed"],
+        how: Literal["cancelled", "terminated", "force_aborted", "timed_out", "failed"],
         detail: str,
         last_status: RolloutStatus | None,
     ) -> None:
@@ -334,8 +358,9 @@ FollowEvent = StatusPolled | ConnectionLost | Reconnected | Ended
 # --- spec files -----------------------------------------------------------------------------
 
 
-def read_spec_file(path: str | Path) -> AnySpec:
-    """Load and validate a spec file (`-` reads stdin); raise `InvalidSpec` listing every issue."""
+def read_spec_file(path: str | Path, overrides: Sequence[str] = ()) -> AnySpec:
+    """Load and validate a spec file (`-` reads stdin), with `KEY=VALUE` overrides of simple fields
+    (`--set`, see `sluice.contracts.spec.load_spec`); raise `InvalidSpec` listing every issue."""
     source = "<stdin>" if str(path) == "-" else str(path)
     try:
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
@@ -343,7 +368,7 @@ def read_spec_file(path: str | Path) -> AnySpec:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise InvalidSpec(f"cannot read {source}: {reason}.", source, []) from None
     try:
-        return load_spec(text, source=source)
+        return load_spec(text, source=source, overrides=overrides)
     except SpecError as err:
         raise InvalidSpec(str(err), err.source, err.issues) from None
 
@@ -428,6 +453,21 @@ class SluiceClient:
             raise NoWorker(record)
         return status
 
+    async def termination_reason(self, record: RolloutRecord) -> str | None:
+        """Why the run `record` names was terminated (its close event's reason); None if it was not."""
+        if record.temporal_status != "terminated":
+            return None
+        handle = self._handle(record.workflow_id, record.run_id)
+        try:
+            async for event in handle.fetch_history_events(
+                event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+            ):
+                if event.HasField("workflow_execution_terminated_event_attributes"):
+                    return event.workflow_execution_terminated_event_attributes.reason
+        except RPCError as err:
+            raise self._rpc_error(err, f"read how {record.workflow_id} ended") from None
+        return None
+
     async def list_rollouts(self, service: str | None = None, limit: int = 50) -> list[RolloutRecord]:
         """Rollout runs newest first, from the search attributes (no worker needed).
 
@@ -461,7 +501,9 @@ class SluiceClient:
 
         `force=True` starts a new run at step 1 even after such a promotion (a running rollout
         is still attached to or refused). Raises `AnotherRolloutRunning` when another version
-        or spec runs (nothing started), `TemporalUnavailable` otherwise. A running rollout is
+        or spec runs (nothing started), `TrafficTargetBusy` when a running rollout of another
+        service drives the same traffic (nothing started; `force` does not override it),
+        `TemporalUnavailable` otherwise. A running rollout is
         never started over: one that ends while `start` looks is looked at again, and one
         started by someone else between the look and the start is attached to or refused.
         """
@@ -482,6 +524,7 @@ class SluiceClient:
                 promoted = await self._promoted(latest, spec, digest)
                 if promoted is not None:
                     return promoted
+            await self._refuse_shared_traffic(spec)
             try:
                 handle = await self._start_workflow(spec, digest, started_by)
                 return StartResult(StartOutcome.STARTED, handle.id, handle.result_run_id, digest)
@@ -652,6 +695,20 @@ class SluiceClient:
             raise self._rpc_error(err, f"approve {target.id}") from None
         return ApprovalResult(target.id, operator, after)
 
+    async def force_abort(self, service: str, by: str, reason: str) -> ForcedAbort:
+        """Break glass: put 100% on stable from here, for a rollout whose workflow cannot act.
+
+        Reads the routers from the run's history, applies and verifies the rollback with the
+        routers' own code, records it on the workflow (`abort` signal) and terminates it, so
+        the workflow's own compensation is skipped: the last resort (see
+        `sluice.runtime.breakglass`). Raises `RouterUnreachable` or `BreakGlassRefused` with
+        nothing touched, `TrafficNotVerified`, `RolloutNotRunning` for a rollout that ended on
+        its own, `RolloutNotFound` or `TemporalUnavailable`.
+        """
+        from sluice.runtime import breakglass  # imports the routers (boto3): only when needed
+
+        return await breakglass.force_abort(self, await self._describe_latest_run(service), by, reason)
+
     # --- internals --------------------------------------------------------------------------
 
     def _handle(self, workflow_id: str, run_id: str | None = None) -> _RolloutHandle:
@@ -713,11 +770,48 @@ class SluiceClient:
             memo={
                 "spec_digest": digest,
                 "started_by": started_by,
+                MEMO_TRAFFIC_TARGETS: list(spec.traffic_targets()),
                 telemetry.MEMO_TRACE: telemetry.current_carrier(),
             },
             static_summary=static_summary(spec),
             static_details=static_details(build_plan(spec), started_by),
         )
+
+    async def _refuse_shared_traffic(self, spec: AnySpec) -> None:
+        """Raise `TrafficTargetBusy` if a running rollout of another service drives a traffic
+        target of `spec`: two rollouts moving the same traffic would undo each other's steps and
+        rollbacks. A server without listing (the time-skipping test server) skips the check."""
+        mine = set(spec.traffic_targets())
+        query = f"WorkflowType IN ('{WORKFLOW_TYPE}', '{RING_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
+        try:
+            async for execution in self.temporal.list_workflows(query=query):
+                # A ring's child rollout is covered by its ring rollout; the service's own is not "another".
+                if execution.parent_id is not None or execution.id == spec.workflow_id:
+                    continue
+                shared = sorted(mine & set(await self._traffic_targets_of(execution)))
+                if shared:
+                    raise _traffic_target_busy(spec, RolloutRecord.of(execution), shared)
+        except RPCError as err:
+            if err.status == RPCStatusCode.UNIMPLEMENTED:
+                return
+            raise self._rpc_error(err, "list the running rollouts") from None
+
+    async def _traffic_targets_of(self, execution: WorkflowExecution) -> list[str]:
+        """A running rollout's traffic targets: from its memo, else (started before the memo had
+        them) from the input in its history; none if neither can be read (another codec key)."""
+        try:
+            keys = await execution.memo_value(MEMO_TRAFFIC_TARGETS, None)
+        except Exception:  # a memo this process cannot decode
+            keys = None
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            return keys
+        try:
+            started = await started_with(
+                self.temporal, execution.id, execution.run_id, execution.workflow_type
+            )
+        except SpecUnreadable:
+            return []
+        return list(started.traffic_targets())
 
     async def _promoted(
         self, description: WorkflowExecutionDescription, spec: AnySpec, digest: str
@@ -814,6 +908,18 @@ def _connection_lost(err: RPCError) -> bool:
     return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN)
 
 
+def _traffic_target_busy(spec: AnySpec, running: RolloutRecord, shared: list[str]) -> TrafficTargetBusy:
+    service = running.service or running.workflow_id
+    return TrafficTargetBusy(
+        f"the running rollout {running.workflow_id} (service {service} {running.version or '?'}, "
+        f"started {_utc(running.started_at)}) drives the same traffic as this spec for "
+        f"{spec.service}: {', '.join(shared)}. One rollout per traffic target: wait for it to end "
+        f"or stop it with `sluice abort {service} --reason ...`. Nothing was started.",
+        running,
+        shared,
+    )
+
+
 def _ended_without_result(
     workflow_id: str, err: WorkflowFailureError, last: RolloutStatus | None
 ) -> RolloutEndedWithoutResult:
@@ -821,6 +927,10 @@ def _ended_without_result(
     if isinstance(cause, temporal_errors.CancelledError):
         return RolloutEndedWithoutResult(workflow_id, "cancelled", "was cancelled through Temporal", last)
     if isinstance(cause, temporal_errors.TerminatedError):
+        if cause.message.startswith(FORCED_ABORT):
+            return RolloutEndedWithoutResult(
+                workflow_id, "force_aborted", f"was ended by {cause.message}", last
+            )
         detail = "was terminated: no rollback ran, so check the router's weights"
         return RolloutEndedWithoutResult(workflow_id, "terminated", detail, last)
     if isinstance(cause, temporal_errors.TimeoutError):
@@ -864,15 +974,6 @@ async def _memo_carrier(description: WorkflowExecutionDescription) -> dict[str, 
     return None
 
 
-def _utc(at: datetime | None) -> str:
-    """An absolute time in UTC to the second, as the CLI prints times."""
-    if at is None:
-        return "-"
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 __all__ = [
     "AnotherRolloutRunning",
     "ApprovalRefused",
@@ -895,5 +996,6 @@ __all__ = [
     "StartResult",
     "StatusPolled",
     "TemporalUnavailable",
+    "TrafficTargetBusy",
     "read_spec_file",
 ]

@@ -13,11 +13,12 @@ import sys
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from sluice.cli.render import clock, render_status, step_label, weights_line, when
+from sluice.cli.render import clock, render_status, step_label, weights_line
 from sluice.contracts.durations import format_duration
 from sluice.contracts.spec import RolloutSpec
 from sluice.contracts.status import RolloutStatus
 from sluice.contracts.text import markdown_cell as _cell
+from sluice.contracts.text import utc_time as when
 
 
 def live_terminal(stream: TextIO, json_output: bool) -> bool:

@@ -14,6 +14,7 @@ from sluice.runtime.client import (
     RolloutNotFound,
     RolloutNotRunning,
     SluiceError,
+    TrafficTargetBusy,
 )
 
 
@@ -27,10 +28,11 @@ class ExitCode(IntEnum):
     INVALID = 2
     """Invalid input: a bad spec or arguments, or no (running) rollout for the service."""
     ABORTED = 3
-    """An operator aborted the rollout, or it was cancelled through Temporal."""
+    """An operator aborted the rollout (also with `abort --force`), or it was cancelled through Temporal."""
     CONFLICT = 4
-    """Another rollout (a different version or spec) is running for the service, or this
-    version was already promoted with another spec (`start --force` runs it anyway)."""
+    """Another rollout (a different version or spec) is running for the service, a running
+    rollout of another service drives the same traffic target, or this version was already
+    promoted with another spec (`start --force` runs it anyway)."""
     UNAVAILABLE = 5
     """Temporal could not be reached, the rollout failed, or another internal error."""
 
@@ -48,9 +50,9 @@ def exit_code_for_error(err: SluiceError) -> ExitCode:
     """The exit code for an error of `sluice.runtime.client`; unlisted ones (Temporal, no worker) are 5."""
     if isinstance(err, InvalidSpec | RolloutNotFound | RolloutNotRunning | ApprovalRefused):
         return ExitCode.INVALID
-    if isinstance(err, AnotherRolloutRunning | PromotedWithAnotherSpec):
+    if isinstance(err, AnotherRolloutRunning | PromotedWithAnotherSpec | TrafficTargetBusy):
         return ExitCode.CONFLICT
-    if isinstance(err, RolloutEndedWithoutResult) and err.how == "cancelled":
+    if isinstance(err, RolloutEndedWithoutResult) and err.how in ("cancelled", "force_aborted"):
         return ExitCode.ABORTED
     return ExitCode.UNAVAILABLE
 

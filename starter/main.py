@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import sys
@@ -31,7 +32,14 @@ from sluice.cli.exits import CliError, ExitCode, exit_code_for_error
 from sluice.cli.render import render_list, render_plan, render_valid
 from sluice.contracts.names import TASK_QUEUE
 from sluice.contracts.plan import build_plan, plan_json
-from sluice.contracts.spec import AnySpec, RingRolloutSpec, RolloutSpec, ServiceName, SpecIssue
+from sluice.contracts.spec import (
+    AnySpec,
+    RingRolloutSpec,
+    RolloutSpec,
+    ServiceName,
+    SpecIssue,
+    rollout_json_schema,
+)
 from sluice.contracts.status import RolloutStatus
 from sluice.runtime import telemetry
 from sluice.runtime.client import (
@@ -111,18 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
+    def spec_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a simple field before validating, e.g. version=v3 or analysis.interval=10s; "
+            "repeatable (text fields keep VALUE as written: version=1.10 stays 1.10)",
+        )
+
     for name, text in (
         ("validate", "check a rollout spec; print every problem with its field path"),
         ("plan", "show the steps as a timeline with the shortest total duration"),
     ):
-        add(name, text).add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+        spec_arguments(add(name, text))
+
+    add("schema", "print the spec's JSON Schema, for editors (see docs/spec.md)", False)
 
     p = add(
         "start",
         "start the rollout a spec describes (or attach to the same one running; "
         "nothing to do if the latest rollout promoted this very spec)",
     )
-    p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+    spec_arguments(p)
     p.add_argument(
         "--wait",
         action="store_true",
@@ -148,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("service", type=_service)
         p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
         p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
+        if name == "abort":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="last resort for a rollout that cannot act (no worker, a failing workflow task): "
+                "set 100%% stable through the routers from here, read it back, then terminate the "
+                "workflow (its own rollback is skipped); refused, touching nothing, if a router "
+                "cannot be reached",
+            )
 
     p = add(
         "approve",
@@ -218,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands -------------------------------------------------------------------------------
 
 
-def read_spec(path: str) -> tuple[AnySpec, str]:
-    """Load and validate a spec; unreadable or invalid raises `InvalidSpec` (exit 2, every issue)."""
-    return read_spec_file(path), "<stdin>" if path == "-" else path
+def read_spec(path: str, overrides: Sequence[str] = ()) -> tuple[AnySpec, str]:
+    """Load and validate a spec with `--set` overrides; unreadable or invalid raises `InvalidSpec`."""
+    return read_spec_file(path, overrides), "<stdin>" if path == "-" else path
 
 
 def spec_invalid(source: str, issues: list[SpecIssue], console: Console) -> ExitCode:
@@ -234,7 +264,7 @@ def spec_invalid(source: str, issues: list[SpecIssue], console: Console) -> Exit
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, source = read_spec(args.file)
+    spec, source = read_spec(args.file, args.set)
     if console.json_output:
         console.data(
             {
@@ -254,7 +284,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)
+    spec, _ = read_spec(args.file, args.set)
     plan = build_plan(spec)
     if console.json_output:
         console.data(plan_json(plan))
@@ -264,7 +294,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> ExitCode:
 
 
 async def cmd_start(args: argparse.Namespace, console: Console) -> ExitCode:
-    spec, _ = read_spec(args.file)  # invalid: exit 2 before Temporal is contacted
+    spec, _ = read_spec(args.file, args.set)  # invalid: exit 2 before Temporal is contacted
     attributes = {"sluice.service": spec.service, "sluice.version": spec.version}
     # The trace begins here: the workflow, its activities and later signals join it.
     with telemetry.cli_span("sluice start", attributes) as span:
@@ -335,6 +365,9 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     if not reason:
         raise CliError("--reason must say why; it is recorded with the action.", ExitCode.INVALID)
     client = await connect()
+    if getattr(args, "force", False):
+        forced = await client.force_abort(args.service, args.by or default_user(), reason)
+        return rollouts.say_forced(forced, console)
     sent = await client.signal(args.service, args.command, args.by or default_user(), reason)
     return rollouts.say_signalled(sent, args.service, console)
 
@@ -367,6 +400,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from sluice.cli.backtest import cmd_backtest  # numpy and the judge: only when needed
 
         return cmd_backtest(args, console)
+    if args.command == "schema":
+        console.say(json.dumps(rollout_json_schema(), indent=2))
+        return ExitCode.OK
     if args.command == "dev":
         return run_dev_server(args.ip, args.port, args.ui_port, args.db_filename, args.ui_codec_endpoint)
     if args.command == "worker":

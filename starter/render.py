@@ -9,20 +9,12 @@ from sluice.contracts.durations import format_duration
 from sluice.contracts.plan import Plan, how, versions, where
 from sluice.contracts.spec import AnySpec, RingRolloutSpec
 from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
+from sluice.contracts.text import utc_time as when
 
 
 def step_label(index: int, count: int) -> str:
     """`3/6`: the status query counts steps from 0, people count from 1."""
     return f"{index + 1}/{count}"
-
-
-def when(at: datetime | None) -> str:
-    """An absolute time in UTC, to the second."""
-    if at is None:
-        return "-"
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def clock(at: datetime | None) -> str:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sluice.cli.ci import LiveView, watching_line
 from sluice.cli.console import Console
 from sluice.cli.exits import ExitCode, exit_code_for, exit_code_for_error
-from sluice.cli.render import Progress, render_status, step_label, when
+from sluice.cli.render import Progress, render_status, step_label
 from sluice.contracts.spec import AnySpec
 from sluice.contracts.status import RolloutStatus
+from sluice.contracts.text import utc_time as when
 from sluice.runtime.client import (
+    FORCED_ABORT,
     NO_WORKER_HINT,
     ApprovalResult,
     ConnectionLost,
@@ -31,13 +34,18 @@ from sluice.runtime.client import (
     StatusPolled,
 )
 
+if TYPE_CHECKING:
+    from sluice.runtime.breakglass import ForcedAbort
+
 # --- status ---------------------------------------------------------------------------------
 
 
-def closed_note(record: RolloutRecord) -> str | None:
+def closed_note(record: RolloutRecord, termination_reason: str | None = None) -> str | None:
     """Why a closed rollout's status may read as unfinished: it did not end on its own."""
     if record.temporal_status in ("running", "completed", "unknown"):
         return None
+    if termination_reason and termination_reason.startswith(FORCED_ABORT):
+        return f"the workflow was ended at {when(record.closed_at)} by {termination_reason}"
     if record.temporal_status == "terminated":
         return (
             f"the workflow was terminated at {when(record.closed_at)}: no rollback ran, "
@@ -62,13 +70,15 @@ def fallback_summary(record: RolloutRecord) -> list[str]:
 async def show_status(client: SluiceClient, service: str, console: Console) -> ExitCode:
     """Print the latest rollout's status; with no worker, what Temporal knows, then `NoWorker`."""
     record = await client.record(service)
+    note = closed_note(record, await client.termination_reason(record))
     try:
         status = await client.status_of(record)
     except NoWorker:
         if not console.json_output:
             console.say(*fallback_summary(record), f"  web UI    {client.ui_link(service)}")
+            if note:
+                console.say(f"  note      {note}")
         raise
-    note = closed_note(record)
     if console.json_output:
         if note:
             console.warn(note)
@@ -269,6 +279,62 @@ def say_approved(approved: ApprovalResult, console: Console) -> ExitCode:
                 "by": operator.by,
                 "reason": operator.reason,
                 "status": approved.status,
+            }
+        )
+    return ExitCode.OK
+
+
+def say_forced(forced: ForcedAbort, console: Console) -> ExitCode:
+    """`abort --force`: each router's split before and as read back, and what was recorded."""
+    operator = forced.operator
+    console.say(
+        f"forced abort of {forced.workflow_id} ({forced.service} {forced.version or '?'}; "
+        f"by {operator.by}: {operator.reason})"
+    )
+    for split in forced.routers:
+        console.say(f"  {split.words()}")
+    console.say("100% stable applied from this machine and read back on every router.")
+    if forced.moved_after_terminate:
+        console.say(
+            "the split moved again after the terminate (a traffic change still in flight on a worker) "
+            f"and was set back: {', '.join(forced.moved_after_terminate)}"
+        )
+    if forced.temporal_status != "running":
+        console.say(
+            f"the workflow had already ended ({forced.temporal_status.replace('_', ' ')}); "
+            "nothing recorded on it."
+        )
+    else:
+        signal = (
+            "`abort` signal recorded"
+            if forced.signalled
+            else f"the `abort` signal could not be delivered ({forced.signal_error})"
+        )
+        end = "workflow terminated" if forced.terminated else f"not terminated: {forced.terminate_error}"
+        console.say(f"{signal}; {end}; its own rollback did not run.")
+    if console.json_output:
+        console.data(
+            {
+                "workflow_id": forced.workflow_id,
+                "run_id": forced.run_id,
+                "service": forced.service,
+                "version": forced.version,
+                "by": operator.by,
+                "reason": operator.reason,
+                "temporal_status": forced.temporal_status,
+                "routers": [
+                    {
+                        "router": s.label,
+                        "before": s.before.model_dump(mode="json") if s.before else None,
+                        "after": s.after.model_dump(mode="json") if s.after else None,
+                        "verified": s.verified,
+                    }
+                    for s in forced.routers
+                ],
+                "signalled": forced.signalled,
+                "terminated": forced.terminated,
+                "termination_reason": forced.termination_reason,
+                "moved_after_terminate": forced.moved_after_terminate,
             }
         )
     return ExitCode.OK

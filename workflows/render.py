@@ -45,6 +45,8 @@ def current_details(status: RolloutStatus) -> str:
         state = "verified" if rb.verified_at else f"in progress, {rb.attempts} attempts"
         lines.append(f"- rollback: {state}" + (f"; last error: {rb.last_error}" if rb.last_error else ""))
     if status.verdicts:
+        if status.verdicts_at is not None:
+            lines += ["", f"latest verdicts recorded at {status.verdicts_at:%Y-%m-%d %H:%M:%S} UTC"]
         lines += ["", "| metric | verdict | value | bound | why |", "|---|---|---|---|---|"]
         for v in status.verdicts:
             value = "" if v.value is None else f"{v.value:.4g}"

@@ -4,7 +4,9 @@ A ring that fails rolls itself back (its own child's compensation); then the par
 100% back on stable in every earlier ring, newest first, unless the spec says
 `earlier_rings_on_failure: stay`. The same happens on `abort`, on a Temporal cancel (also
 while a child runs or a gate waits) and when a child fails for good. Continue-as-new (only
-between rings, at an approval gate) and bugs in this code never trigger it.
+between rings, at an approval gate) and bugs in this code never trigger it. A ring whose
+router refuses the rollback for good does not stop the saga: the other rings are still rolled
+back, and the ring rollout then fails (`RollbackFailed`) saying which rings are where.
 """
 
 from __future__ import annotations
@@ -16,30 +18,25 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import rollback_traffic
     from sluice.contracts import names
     from sluice.contracts.calls import (
         OperatorInput,
         RingCarriedState,
         RingRolloutInput,
-        RollbackInput,
         RolloutInput,
     )
-    from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import ApprovalSpec, RingRolloutSpec
     from sluice.contracts.status import (
-        ApprovalWait,
         OperatorActionKind,
         Phase,
         RingStatus,
+        RollbackState,
         RolloutStatus,
         Weights,
     )
     from sluice.workflows.observe import RolloutObserver
-    from sluice.workflows.rollout import ACTIVITY_TIMEOUT, ROLLBACK_RETRY, RolloutWorkflow
+    from sluice.workflows.rollout import RolloutWorkflow
     from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
-
-FORWARDED = (names.SIGNAL_PAUSE, names.SIGNAL_RESUME, names.SIGNAL_PROMOTE)
 
 
 def ring_workflow_id(parent_id: str, ring: str) -> str:
@@ -52,6 +49,7 @@ class RingRolloutWorkflow(RolloutBase):
     """A release rolled out ring by ring, identified by `rollout-<service>` like a single rollout."""
 
     _input: RingRolloutInput
+    _state: RingCarriedState
 
     @workflow.init
     def __init__(self, inp: RingRolloutInput) -> None:
@@ -59,30 +57,32 @@ class RingRolloutWorkflow(RolloutBase):
         self._input = inp
         parent_id = workflow.info().workflow_id
         rings = inp.spec.rings
-        self._status = RolloutStatus(
-            service=inp.spec.service,
-            version=inp.spec.version,
-            stable_version=inp.spec.stable_version,
-            spec_digest=inp.spec_digest,
-            phase=Phase.PROGRESSING,
-            message=f"ring 1/{len(rings)}: {rings[0].name}",
-            step_index=0,
-            step_count=len(rings),
-            step=f"ring {rings[0].name}",
-            started_at=workflow.now(),
-            strategy="rings",
-            rings=[RingStatus(name=r.name, workflow_id=ring_workflow_id(parent_id, r.name)) for r in rings],
+        self._state = (
+            inp.carried.model_copy(deep=True)
+            if inp.carried is not None
+            else RingCarriedState(
+                status=RolloutStatus(
+                    service=inp.spec.service,
+                    version=inp.spec.version,
+                    stable_version=inp.spec.stable_version,
+                    spec_digest=inp.spec_digest,
+                    phase=Phase.PROGRESSING,
+                    message=f"ring 1/{len(rings)}: {rings[0].name}",
+                    step_index=0,
+                    step_count=len(rings),
+                    step=f"ring {rings[0].name}",
+                    started_at=workflow.now(),
+                    strategy="rings",
+                    rings=[
+                        RingStatus(name=r.name, workflow_id=ring_workflow_id(parent_id, r.name))
+                        for r in rings
+                    ],
+                ),
+                next_ring=0,
+                gate_pending=False,
+            )
         )
-        self._next = 0
-        self._gate_pending = False
-        self._gate_left: timedelta | None = None
-        self._promoted: list[int] = []
-        if inp.carried is not None:
-            self._status = inp.carried.status.model_copy(deep=True)
-            self._next = inp.carried.next_ring
-            self._gate_pending = inp.carried.gate_pending
-            self._gate_left = inp.carried.gate_remaining
-            self._promoted = list(inp.carried.promoted_rings)
+        """Every ring's status, the next ring, the gate before it, the promoted rings: carried whole."""
         self._child: workflow.ChildWorkflowHandle[RolloutWorkflow, RolloutStatus] | None = None
         self._stop: tuple[Phase, str] | None = None
         self._gate: ApprovalSpec | None = None
@@ -99,40 +99,30 @@ class RingRolloutWorkflow(RolloutBase):
     async def run(self, inp: RingRolloutInput) -> RolloutStatus:
         """Roll out every ring in order; on a failure, roll back in reverse order (the saga)."""
         self._publish()
-        try:
-            while self._next < len(self._spec.rings) and self._stop is None:
-                index = self._next
-                if self._gate_pending:
-                    await self._gate_before(index)
-                    if self._stop is not None:
-                        break
-                result = await self._run_ring(index)
-                if result.phase is not Phase.PROMOTED:
-                    return await self._saga(
-                        index, result.phase, f"ring {self._spec.rings[index].name}: {result.message}"
-                    )
-                self._promoted.append(index)
-                self._next = index + 1
-                self._gate_pending = self._spec.rings[index].approval is not None
-                self._gate_left = None
-            if self._stop is None:
-                return await self._finish(
-                    Phase.PROMOTED,
-                    f"all {len(self._spec.rings)} rings promoted; 100% on {self._spec.version}",
-                )
-        except BaseException as err:
-            cancelled = isinstance(err, asyncio.CancelledError)
-            if not (cancelled or workflow.is_failure_exception(err)):
-                raise
-            if cancelled:
-                self._record_action("cancel", "Temporal cancel request", "temporal")
-                await self._saga(self._next, Phase.ABORTED, "the workflow was cancelled")
-                raise
-            await self._saga(self._next, Phase.FAILED, f"ring rollout failed: {failure_cause(err)}")
-            return self._status
-        assert self._stop is not None
-        phase, reason = self._stop
-        return await self._saga(self._next, phase, reason)
+        return await self._run_to_the_end(Phase.FAILED, "ring rollout failed")
+
+    async def _advance(self) -> RolloutStatus | None:
+        while self._state.next_ring < len(self._spec.rings) and self._stop is None:
+            index = self._state.next_ring
+            if self._state.gate_pending:
+                await self._gate_before(index)
+                if self._stop is not None:
+                    break
+            result = await self._run_ring(index)
+            if result.phase is not Phase.PROMOTED:
+                # The ring rolled itself back (its own rollout's compensation); the saga does the rest.
+                self._stop = (result.phase, f"ring {self._spec.rings[index].name}: {result.message}")
+                break
+            self._state.promoted_rings.append(index)
+            self._state.next_ring = index + 1
+            self._state.gate_pending = self._spec.rings[index].approval is not None
+            self._state.gate_remaining = None
+        if self._stop is not None:
+            return None
+        return await self._finish(
+            Phase.PROMOTED,
+            f"all {len(self._spec.rings)} rings promoted; 100% on {self._spec.version}",
+        )
 
     # --- rings ------------------------------------------------------------------------------
 
@@ -178,133 +168,115 @@ class RingRolloutWorkflow(RolloutBase):
             # The child finished as the cancel arrived, swallowing it: the saga must still run,
             # and a ring that just got promoted is one of the rings to roll back.
             if result.phase is Phase.PROMOTED:
-                self._promoted.append(index)
-                self._next = index + 1
+                self._state.promoted_rings.append(index)
+                self._state.next_ring = index + 1
             raise asyncio.CancelledError()
         return result
 
     async def _gate_before(self, index: int) -> None:
         """The approval gate after ring `index - 1`, before ring `index` starts."""
+        done, ring = self._spec.rings[index - 1].name, self._spec.rings[index].name
         gate = self._spec.rings[index - 1].approval
         assert gate is not None
-        started = workflow.now()
-        carried = self._status.approval
-        if self._gate_left is not None and carried is not None and carried.deadline is not None:
-            timeout: timedelta | None = max(carried.deadline - started, timedelta(milliseconds=1))
-        else:
-            timeout = self._gate_left if self._gate_left is not None else gate.timeout
-            self._status.approval = ApprovalWait(
-                step=f"{gate.describe()} before ring {self._spec.rings[index].name}",
-                approvers=list(gate.approvers),
-                since=started,
-                deadline=started + timeout if timeout is not None else None,
-                on_timeout=gate.on_timeout,
-            )
-        self._gate, self._approved = gate, False
-        self._status.message = (
-            f"ring {self._spec.rings[index - 1].name} is promoted; waiting for approval to start ring "
-            f"{self._spec.rings[index].name} (`sluice approve {self._spec.service} --by NAME --reason R`)"
+        message = (
+            f"ring {done} is promoted; waiting for approval to start ring {ring} "
+            f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
         )
-        self._publish()
-        try:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._approved or self._stop is not None or self._history_full(),
-                    timeout=timeout,
-                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
-                )
-            except TimeoutError:
-                assert gate.timeout is not None
-                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
-                self._record_action("approval_timeout", reason, "sluice")
-                if gate.on_timeout == "rollback":
-                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
-                self._gate_pending = False
-                return
-            if self._approved:
-                self._gate_pending = False
-            elif self._stop is None:
-                left = (
-                    None
-                    if timeout is None
-                    else max(timeout - (workflow.now() - started), timedelta(milliseconds=1))
-                )
-                await self._continue_as_new(left)
-        except workflow.ContinueAsNewError:
-            raise  # the gate is carried into the next run as it is
-        except BaseException:
-            self._gate, self._status.approval = None, None
-            raise
-        self._gate, self._status.approval = None, None
+        await self._await_approval(
+            gate, f"{gate.describe()} before ring {ring}", message, self._state.gate_remaining
+        )
+        self._state.gate_pending = False
+
+    async def _continue_at_gate(self, remaining: timedelta | None) -> None:
+        await self._continue_as_new(remaining)
 
     # --- the saga ---------------------------------------------------------------------------
 
-    async def _saga(self, failed: int, phase: Phase, reason: str) -> RolloutStatus:
-        """Roll back the promoted rings before `failed` in reverse order (unless they stay)."""
-        earlier = [i for i in reversed(self._promoted) if i < failed] if failed >= 0 else []
-        # Ring `failed` itself rolled back in its own child; rings after it never started.
+    async def _compensate(self, phase: Phase, reason: str) -> None:
+        """The saga: roll back the promoted rings before the current one, newest first (unless they stay).
+
+        The current ring rolled itself back in its own rollout; rings after it never started.
+        Each earlier ring's rollback retries until verified (loud in the status while stuck);
+        a ring whose router refuses it for good is left as it is, the others are still rolled
+        back, and then the ring rollout fails with `RollbackFailed`, saying which rings are where.
+        """
+        earlier = [i for i in reversed(self._state.promoted_rings) if i < self._state.next_ring]
         if earlier and self._spec.earlier_rings_on_failure == "stay":
             names_ = ", ".join(self._spec.rings[i].name for i in earlier)
-            return await self._finish(phase, f"{reason}; earlier rings stay on the new version ({names_})")
+            await self._finish(phase, f"{reason}; earlier rings stay on the new version ({names_})")
+            return
         if not earlier:
-            return await self._finish(phase, reason)
+            await self._finish(phase, reason)
+            return
         self._status.phase = Phase.ROLLING_BACK
+        self._status.rollback = RollbackState(reason=reason, started_at=workflow.now())
+        refused: list[ActivityError] = []
         for i in earlier:
             ring = self._spec.rings[i]
             state = self._status.rings[i]
             state.phase, state.message = Phase.ROLLING_BACK, f"rolling back: {reason}"
             self._status.message = f"rolling back ring {ring.name} to 100% stable: {reason}"
             self._publish()
-            while True:
-                try:
-                    traffic = await workflow.execute_activity(
-                        rollback_traffic,
-                        RollbackInput(router=ring.router, reason=reason),
-                        start_to_close_timeout=ACTIVITY_TIMEOUT,
-                        retry_policy=ROLLBACK_RETRY,
-                        summary=f"roll back ring {ring.name} to 100% stable",
-                    )
-                except ActivityError as err:
-                    state.message = f"ROLLBACK STUCK, still retrying: {failure_cause(err)}"
-                    self._status.message = (
-                        f"ROLLBACK of ring {ring.name} STUCK, still retrying: {failure_cause(err)}"
-                    )
-                    self._publish()
-                    continue
-                break
+            outcome = await self._roll_back_router(
+                ring.router,
+                reason,
+                f" ring {ring.name}",
+                ring=state,
+                # Runs from before this exit retried a refused rollback forever.
+                gives_up=lambda: workflow.patched("ring-rollback-gives-up-when-refused"),
+            )
+            if isinstance(outcome, ActivityError):
+                state.phase, state.finished_at = Phase.FAILED, workflow.now()
+                state.message = f"ROLLBACK FAILED, still on the new version: {failure_cause(outcome)}"
+                refused.append(outcome)
+                self._publish()
+                continue
             state.phase, state.finished_at = Phase.ROLLED_BACK, workflow.now()
-            state.weights = Weights(stable=traffic.stable_weight, canary=traffic.canary_weight)
+            state.weights = Weights(stable=outcome.stable_weight, canary=outcome.canary_weight)
             state.message = "rolled back by the saga; 100% on stable (verified)"
             self._publish()
+        if refused:
+            await self._fail_rollback(refused)
+        self._status.rollback.verified_at = workflow.now()
         names_ = ", ".join(self._spec.rings[i].name for i in earlier)
-        return await self._finish(
+        await self._finish(
             phase, f"{reason}; earlier rings rolled back in reverse order ({names_}), verified"
         )
+
+    async def _fail_rollback(self, refused: list[ActivityError]) -> None:
+        """End FAILED, naming the rings back on stable, those still on the new version, those not started."""
+        where: dict[str, list[str]] = {}
+        for ring in self._status.rings:
+            if ring.phase in (Phase.ROLLED_BACK, Phase.ABORTED):
+                where.setdefault("back on stable", []).append(ring.name)
+            elif ring.phase == "pending":
+                where.setdefault("not started", []).append(ring.name)
+            else:
+                where.setdefault("still on the new version", []).append(ring.name)
+        rings = "; ".join(f"{state}: {', '.join(names_)}" for state, names_ in where.items())
+        cause = failure_cause(refused[0])
+        await self._finish(
+            Phase.FAILED,
+            f"ROLLBACK FAILED, traffic may still reach the new version: {cause}. Rings {rings}. "
+            "Fix those routers and put 100% on stable there by hand.",
+        )
+        raise ApplicationError(
+            f"rollback of {self._spec.service} could not complete: {cause} ({rings})",
+            type="RollbackFailed",
+            non_retryable=True,
+        ) from refused[0]
 
     # --- continue-as-new --------------------------------------------------------------------
 
     async def _continue_as_new(self, gate_left: timedelta | None) -> None:
-        """Only between rings (no child runs): carry every ring's status and the gate's time left."""
+        """Only between rings (no child runs), at the gate: carry the state whole, with `gate_left`."""
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop is not None or self._approved:
             return
         self._status.continued_as_new += 1
-        workflow.continue_as_new(
-            RingRolloutInput(
-                spec=self._spec,
-                spec_digest=self._input.spec_digest,
-                started_by=self._input.started_by,
-                continue_as_new_after_events=self._input.continue_as_new_after_events,
-                carried=RingCarriedState(
-                    status=self._status,
-                    next_ring=self._next,
-                    gate_pending=True,
-                    gate_remaining=gate_left,
-                    promoted_rings=self._promoted,
-                ),
-            )
-        )
+        self._state.gate_remaining = gate_left
+        workflow.continue_as_new(self._input.model_copy(update={"carried": self._state}))
 
     # --- operator steering ------------------------------------------------------------------
 

@@ -10,33 +10,26 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import analyze, preflight, rollback_traffic, set_traffic
+    from sluice.activities.rollout import preflight, set_traffic
     from sluice.contracts import errors, names
     from sluice.contracts.calls import (
-        AnalyzeInput,
         CarriedState,
         OperatorInput,
         PreflightInput,
-        RollbackInput,
         RolloutInput,
-        ServerCounters,
         SetTrafficInput,
         TrafficState,
     )
     from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from sluice.contracts.status import (
-        AnalysisCounters,
-        ApprovalWait,
-        MetricVerdict,
         OperatorActionKind,
         Phase,
         RollbackState,
@@ -44,9 +37,16 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         Weights,
     )
-    from sluice.workflows.judge import judge, tick_verdict
+    from sluice.workflows.analysis import AnalysisRun
+    from sluice.workflows.judge import Decision, tick_verdict
     from sluice.workflows.observe import RolloutObserver
-    from sluice.workflows.steering import RolloutBase, check_approval, failure_cause
+    from sluice.workflows.steering import (
+        ACTIVITY_TIMEOUT,
+        TRAFFIC_TIMEOUT,
+        RolloutBase,
+        check_approval,
+        failure_cause,
+    )
 
 ROUTER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -57,72 +57,53 @@ ROUTER_RETRY = RetryPolicy(
 )
 """Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
 
-ROLLBACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-    non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
-)
-"""One round of rollback attempts; the workflow loops over rounds until traffic is back on stable,
-recording each stuck round in the status so it is visible while it lasts."""
-
-ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(milliseconds=200))
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
 class RolloutWorkflow(RolloutBase):
     """One rollout of one service, identified by `rollout-<service>`."""
 
     _input: RolloutInput
+    _state: CarriedState
 
     @workflow.init
     def __init__(self, inp: RolloutInput) -> None:
+        self._input = inp
         self._spec: RolloutSpec = inp.spec
         self._steps: list[Step] = inp.spec.effective_steps()
-        self._status = RolloutStatus(
-            service=inp.spec.service,
-            version=inp.spec.version,
-            stable_version=inp.spec.stable_version,
-            spec_digest=inp.spec_digest,
-            phase=Phase.PROGRESSING,
-            message="preflight: checking the router",
-            step_index=0,
-            step_count=len(self._steps),
-            step=self._steps[0].describe(),
-            started_at=workflow.now(),
-            strategy=inp.spec.strategy,
+        self._state = (
+            inp.carried.model_copy(deep=True)
+            if inp.carried is not None
+            else CarriedState(
+                status=RolloutStatus(
+                    service=inp.spec.service,
+                    version=inp.spec.version,
+                    stable_version=inp.spec.stable_version,
+                    spec_digest=inp.spec_digest,
+                    phase=Phase.PROGRESSING,
+                    message="preflight: checking the router",
+                    step_index=0,
+                    step_count=len(self._steps),
+                    step=self._steps[0].describe(),
+                    started_at=workflow.now(),
+                    strategy=inp.spec.strategy,
+                ),
+                operator_paused=False,
+                step_started=False,
+                analysis_running=False,
+            )
         )
-        self._input = inp
-        self._operator_paused = False
+        """Everything a next run needs, carried whole at continue-as-new: the status, the
+        operator's pause, where the steps stand, the analysis baselines and evidence."""
+        self._analysis = AnalysisRun(inp.spec, self._state, lambda: self._stop is not None, self._act_on)
+        # Steering of this run only: none of it is pending when the rollout continues as new.
         self._promote_requested = False
         self._waiting_at_step: int | None = None
         self._released = False
         self._stop: tuple[Phase, str] | None = None
-        self._baseline: ServerCounters | None = None
-        self._stable_baseline: ServerCounters | None = None
-        self._evidence: dict[str, MetricVerdict] = {}
-        """Last verdict of each `compare: stable` metric that carried its test's state."""
-        self._analysis_task: asyncio.Task[None] | None = None
-        self._analysis_stopping = False
         self._gate: ApprovalSpec | None = None
         self._approved = False
         self._published: dict[str, str | int] = {}
-        # Where the steps start: (step index, step already under way, bake time left).
-        self._resume_at: tuple[int, bool, timedelta | None] = (0, False, None)
-        if inp.carried is not None:
-            self._status = inp.carried.status.model_copy(deep=True)
-            self._operator_paused = inp.carried.operator_paused
-            self._baseline = inp.carried.baseline
-            self._stable_baseline = inp.carried.stable_baseline
-            self._evidence = {v.metric: v for v in inp.carried.evidence}
-            self._resume_at = (
-                self._status.step_index,
-                inp.carried.step_started,
-                inp.carried.bake_remaining,
-            )
-        # Issue 6 hook: metrics and webhook notifications on phase changes and failing verdicts.
+        # Metrics and webhook notifications on phase changes and failing verdicts.
         self._observer = RolloutObserver(inp.spec, inp.carried.status if inp.carried else None, ring=inp.ring)
 
     # --- entry point ------------------------------------------------------------------------
@@ -146,33 +127,18 @@ class RolloutWorkflow(RolloutBase):
                 )
             self._record_weights(state)
             if self._pre_promotion_analysis() is not None:
-                self._status.analysis.started_at = workflow.now()
+                self._analysis.measure_from(None)
                 self._start_analysis()
-        elif inp.carried.analysis_running:
+        elif self._state.analysis_running:
             self._start_analysis()
+        return await self._run_to_the_end(Phase.ROLLED_BACK, "a step failed for good")
 
-        try:
-            await self._run_steps()
-            if self._stop is None:
-                await self._stop_analysis()
-                return await self._finish(Phase.PROMOTED, self._promoted_message())
-        except BaseException as err:
-            # Compensate on a Temporal cancel (also during a timer) or a failure such as an
-            # activity that failed for good; never on continue-as-new or a bug in this code.
-            cancelled = isinstance(err, asyncio.CancelledError)
-            if not (cancelled or workflow.is_failure_exception(err)):
-                raise
-            if cancelled:
-                self._record_action("cancel", "Temporal cancel request", "temporal")
-                await self._compensate(Phase.ABORTED, "the workflow was cancelled")
-                raise
-            await self._compensate(Phase.ROLLED_BACK, f"a step failed for good: {failure_cause(err)}")
-            return self._status
-
-        assert self._stop is not None
-        phase, reason = self._stop
-        await self._compensate(phase, reason)
-        return self._status
+    async def _advance(self) -> RolloutStatus | None:
+        await self._run_steps()
+        if self._stop is not None:
+            return None
+        await self._analysis.stop()
+        return await self._finish(Phase.PROMOTED, self._promoted_message())
 
     # --- operator signals and the status query -------------------------------------------
 
@@ -180,14 +146,14 @@ class RolloutWorkflow(RolloutBase):
     def pause(self, inp: OperatorInput) -> None:
         """Freeze progress at the current weight; analysis keeps running and can still roll back."""
         if self._accepts("pause", inp):
-            self._operator_paused = True
+            self._state.operator_paused = True
             self._publish()
 
     @workflow.signal(name=names.SIGNAL_RESUME)
     def resume(self, inp: OperatorInput) -> None:
         """Continue after `pause`, or past a `pause: {}` step."""
         if self._accepts("resume", inp):
-            self._operator_paused = False
+            self._state.operator_paused = False
             if self._waiting_at_step is not None:
                 self._released = True
             self._publish()
@@ -197,7 +163,7 @@ class RolloutWorkflow(RolloutBase):
         """Skip the remaining steps and send 100% to the new version."""
         if self._accepts("promote", inp):
             self._promote_requested = True
-            self._operator_paused = False
+            self._state.operator_paused = False
             self._publish()
 
     @workflow.signal(name=names.SIGNAL_ABORT)
@@ -243,7 +209,9 @@ class RolloutWorkflow(RolloutBase):
         return self._stop is not None or self._promote_requested
 
     async def _run_steps(self) -> None:
-        first, under_way, bake_left = self._resume_at
+        # Where the steps start: after continue-as-new, in the step the last run waited in.
+        first, under_way = self._status.step_index, self._state.step_started
+        bake_left = self._state.bake_remaining
         for index in range(first, len(self._steps)):
             step = self._steps[index]
             resuming = index == first and under_way
@@ -260,9 +228,17 @@ class RolloutWorkflow(RolloutBase):
             if step.set_weight is not None:
                 await self._shift(step.set_weight)
             elif step.watch is not None:
-                await self._bake(index, bake_left if resuming and bake_left else step.watch, gate=False)
+                # A watch carried over with no time left was waiting for a fresh passing tick.
+                left = bake_left if resuming and bake_left is not None else step.watch
+                await self._bake(index, left, gate=False)
             elif step.approval is not None:
-                await self._await_approval(index, step.approval, bake_left if resuming else None)
+                gate = step.approval
+                who = " or ".join(gate.approvers) if gate.approvers else "anyone"
+                message = (
+                    f"step {index + 1}: waiting for approval by {who} "
+                    f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
+                )
+                await self._await_approval(gate, gate.describe(), message, bake_left if resuming else None)
             elif step.pause is not None and step.pause.duration is not None:
                 # A bake carried over with no time left was waiting for a passing tick.
                 left = bake_left if resuming and bake_left is not None else step.pause.duration
@@ -278,29 +254,25 @@ class RolloutWorkflow(RolloutBase):
 
     async def _hold_while_paused(self, index: int, bake_left: timedelta | None = None) -> None:
         """Wait while an operator pause lasts; `bake_left` is set when called inside a bake."""
-        if self._operator_paused and not self._interrupted():
+        if self._state.operator_paused and not self._interrupted():
             self._publish()
             await workflow.wait_condition(
-                lambda: not self._operator_paused or self._interrupted() or self._history_full()
+                lambda: not self._state.operator_paused or self._interrupted() or self._history_full()
             )
-            if self._operator_paused and not self._interrupted():
+            if self._state.operator_paused and not self._interrupted():
                 await self._continue_as_new(index, bake_left is not None, bake_left)
 
     async def _shift(self, weight: int) -> None:
         before_switch = self._status.weights is None or self._status.weights.canary == 0
-        pre_running = self._analysis_task is not None and self._pre_promotion_analysis() is not None
+        pre_running = self._analysis.active and self._pre_promotion_analysis() is not None
         if weight > 0 and pre_running and before_switch:
             # Blue/green: the preview analysis is over; the post-switch analysis starts afresh.
-            await self._stop_analysis()
-            self._analysis_stopping = False
-            self._evidence = {}
-            self._status.analysis = AnalysisCounters()
-            self._status.verdicts = []
+            await self._analysis.restart()
         self._status.traffic_touched = True
         state = await workflow.execute_activity(
             set_traffic,
             SetTrafficInput(router=self._spec.router, canary_weight=weight),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            start_to_close_timeout=TRAFFIC_TIMEOUT,
             retry_policy=ROUTER_RETRY,
             # Wait for an in-flight change to finish before compensating, so a late
             # "canary 50%" can never land after the rollback's "canary 0%".
@@ -319,56 +291,87 @@ class RolloutWorkflow(RolloutBase):
             and self._status.keep_stable_until is None
         ):
             self._status.keep_stable_until = workflow.now() + self._spec.scale_down_delay
-        if weight > 0 and self._analysis_task is None and self._spec.analysis is not None:
-            self._baseline = state.canary_counters
-            self._stable_baseline = state.stable_counters
-            self._status.analysis.started_at = workflow.now()
+        if weight > 0 and not self._analysis.active and self._spec.analysis is not None:
+            self._analysis.measure_from(state)
             self._start_analysis()
 
     async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time.
 
-        With `gate`, a bake under analysis ends only on a passing tick (see `_await_pass`).
+        With `gate` (a `pause` step), a bake under analysis ends only on a fresh passing tick
+        (see `_await_pass`); without (the watch after 100%), only on a fresh pass too, since
+        promotion follows it, unless its history is from before that rule.
         """
         remaining = duration
         while remaining > timedelta(0) and not self._interrupted():
-            if self._operator_paused:
+            if self._state.operator_paused:
                 await self._hold_while_paused(index, remaining)
                 continue
             started = workflow.now()
             try:
                 await workflow.wait_condition(
-                    lambda: self._operator_paused or self._interrupted() or self._history_full(),
+                    lambda: self._state.operator_paused or self._interrupted() or self._history_full(),
                     timeout=remaining,
                     timeout_summary=f"bake {format_duration(remaining)}",
                 )
             except TimeoutError:
                 break
             remaining -= workflow.now() - started
-            if self._operator_paused:
+            if self._state.operator_paused:
                 self._status.message = f"paused with {format_duration(remaining)} of the bake left"
             elif self._history_full() and not self._interrupted():
                 await self._continue_as_new(index, True, remaining)
-        if gate and not self._interrupted():
+        if not self._interrupted() and (gate or self._watch_needs_a_fresh_pass()):
             await self._await_pass(index)
+
+    def _watch_needs_a_fresh_pass(self) -> bool:
+        if not self._analysis.active:
+            return False
+        assert self._analysis.interval is not None
+        if self._passed_since(workflow.now() - self._analysis.interval):
+            return False
+        return workflow.patched("watch-ends-on-a-fresh-pass")  # histories before it promoted on any
 
     def _last_tick_passed(self) -> bool:
         return bool(self._status.verdicts) and tick_verdict(self._status.verdicts) is Verdict.PASS
 
-    async def _await_pass(self, index: int) -> None:
-        """The end of a bake under analysis: go on only once the latest tick passed.
+    def _passed_since(self, moment: datetime) -> bool:
+        """The latest tick passed and was recorded at or after `moment`."""
+        at = self._status.verdicts_at
+        return self._last_tick_passed() and at is not None and at >= moment
 
-        A tick passes only with enough data and no failure, so a canary too quiet to judge
-        never moves on silently: its inconclusive ticks run into `inconclusive_limit`, and
-        `on_inconclusive` rolls back or pauses. An operator's `resume` after such a pause (or
-        any pause at this point) lets the rollout go on without the pass; `promote` and
-        `abort` act as always.
+    async def _await_pass(self, index: int) -> None:
+        """The end of a bake under analysis: go on only on a fresh passing tick.
+
+        The latest tick must have passed and have been recorded after the bake ended, or
+        within one analysis interval before (`verdicts_at`): a tick lost with its worker, a
+        hung provider or a slow query holds the bake, never ends it on the pass from before.
+        That moment is carried across continue-as-new. A tick passes only with enough data
+        and no failure, so a canary too quiet to judge never moves on silently: its
+        inconclusive ticks run into `inconclusive_limit`, and `on_inconclusive` rolls back or
+        pauses. An operator's `resume` after such a pause (or any pause at this point) lets
+        the rollout go on without the pass; `promote` and `abort` act as always.
         """
-        if self._analysis_task is None or self._last_tick_passed():
+        if not self._analysis.active:
             return
-        if not workflow.patched("bake-ends-on-a-pass"):
+        if self._state.pass_needed_after is None:
+            assert self._analysis.interval is not None
+            self._state.pass_needed_after = workflow.now() - self._analysis.interval
+        await self._await_pass_since(index, self._state.pass_needed_after)
+        self._state.pass_needed_after = None
+
+    async def _await_pass_since(self, index: int, moment: datetime) -> None:
+        if self._passed_since(moment):
+            return
+        if self._last_tick_passed():
+            if not workflow.patched("bake-ends-on-a-fresh-pass"):
+                return  # histories from before this rule ended the bake on any pass
+        elif not workflow.patched("bake-ends-on-a-pass"):
             return  # histories from before this rule went straight on
         last = tick_verdict(self._status.verdicts).value if self._status.verdicts else "none yet"
+        if self._last_tick_passed():
+            at = self._status.verdicts_at
+            last += f" recorded {f'at {at:%H:%M:%S} UTC' if at else 'in an earlier run'}, too old"
         self._status.message = (
             f"step {index + 1}: bake over, waiting for a passing analysis tick (last tick: {last})"
         )
@@ -376,15 +379,15 @@ class RolloutWorkflow(RolloutBase):
         while not self._interrupted():
             await workflow.wait_condition(
                 lambda: (
-                    self._last_tick_passed()
-                    or self._operator_paused
+                    self._passed_since(moment)
+                    or self._state.operator_paused
                     or self._interrupted()
                     or self._history_full()
                 )
             )
-            if self._last_tick_passed() or self._interrupted():
+            if self._passed_since(moment) or self._interrupted():
                 return
-            if self._operator_paused:
+            if self._state.operator_paused:
                 await self._hold_while_paused(index, timedelta(0))
                 return  # resumed by a human: the gate is theirs to pass
             await self._continue_as_new(index, True, timedelta(0))
@@ -403,92 +406,31 @@ class RolloutWorkflow(RolloutBase):
         finally:
             self._waiting_at_step = None
 
-    async def _await_approval(self, index: int, gate: ApprovalSpec, left: timedelta | None) -> None:
-        """Wait for an accepted `approve` update, an interruption, or the gate's timeout."""
-        now = workflow.now()
-        carried = self._status.approval
-        if left is not None and carried is not None and carried.deadline is not None:
-            # Continued as new at this gate: keep its original deadline to the millisecond.
-            timeout: timedelta | None = max(carried.deadline - now, timedelta(milliseconds=1))
-        else:
-            timeout = left if left is not None else gate.timeout
-            self._status.approval = ApprovalWait(
-                step=gate.describe(),
-                approvers=list(gate.approvers),
-                since=now,
-                deadline=now + timeout if timeout is not None else None,
-                on_timeout=gate.on_timeout,
-            )
-        self._gate, self._approved = gate, False
-        who = " or ".join(gate.approvers) if gate.approvers else "anyone"
-        self._status.message = (
-            f"step {index + 1}: waiting for approval by {who} "
-            f"(`sluice approve {self._spec.service} --by NAME --reason R`)"
-        )
-        self._publish()
-        try:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._approved or self._interrupted() or self._history_full(),
-                    timeout=timeout,
-                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
-                )
-            except TimeoutError:
-                assert gate.timeout is not None
-                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
-                self._record_action("approval_timeout", reason, "sluice")
-                if gate.on_timeout == "rollback":
-                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
-                return
-            if not (self._approved or self._interrupted()):
-                remaining = None
-                if timeout is not None:
-                    remaining = max(timeout - (workflow.now() - now), timedelta(milliseconds=1))
-                await self._continue_as_new(index, True, remaining)
-        except workflow.ContinueAsNewError:
-            raise  # the gate (and its deadline) is carried into the next run as it is
-        except BaseException:
-            self._gate, self._status.approval = None, None
-            raise
-        self._gate, self._status.approval = None, None
-
     # --- continue-as-new ------------------------------------------------------------------
+
+    async def _continue_at_gate(self, remaining: timedelta | None) -> None:
+        await self._continue_as_new(self._status.step_index, True, remaining)
 
     async def _continue_as_new(self, index: int, step_started: bool, bake_left: timedelta | None) -> None:
         """Carry the whole state into a fresh run, at a wait, never mid-change.
 
-        Returns (without continuing) if an abort, a failing analysis or a promote arrived
-        meanwhile; the caller then handles it. Never runs the compensation.
+        `step_started` and `bake_left` say where the wait at step `index` stands. Returns
+        (without continuing) if an abort, a failing analysis or a promote arrived meanwhile;
+        the caller then handles it. Never runs the compensation.
         """
-        analysis_running = self._analysis_task is not None
-        await self._stop_analysis()
+        await self._analysis.hand_over()
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._interrupted():
             return
         self._status.step_index = index
         self._status.continued_as_new += 1
+        self._state.step_started, self._state.bake_remaining = step_started, bake_left
         workflow.continue_as_new(
             # Explicitly the same memo (the CLI's spec digest) and search attributes.
             memo=dict(workflow.memo()),
             search_attributes=workflow.info().typed_search_attributes,
-            arg=RolloutInput(
-                spec=self._spec,
-                spec_digest=self._input.spec_digest,
-                started_by=self._input.started_by,
-                continue_as_new_after_events=self._input.continue_as_new_after_events,
-                ring=self._input.ring,
-                carried=CarriedState(
-                    status=self._status,
-                    operator_paused=self._operator_paused,
-                    step_started=step_started,
-                    bake_remaining=bake_left,
-                    baseline=self._baseline,
-                    stable_baseline=self._stable_baseline,
-                    evidence=list(self._evidence.values()),
-                    analysis_running=analysis_running,
-                ),
-            ),
+            arg=self._input.model_copy(update={"carried": self._state}),
         )
 
     # --- analysis -------------------------------------------------------------------------
@@ -504,63 +446,22 @@ class RolloutWorkflow(RolloutBase):
         before_switch = self._spec.strategy == "blue_green" and weight == 0
         spec = self._pre_promotion_analysis() if before_switch else self._spec.analysis
         if spec is not None:
-            self._analysis_task = asyncio.create_task(self._analysis_loop(spec))
+            self._analysis.start(spec)
 
-    async def _analysis_loop(self, spec: AnalysisSpec) -> None:
-        """Every `interval` from the first weight > 0: one activity measures all metrics."""
-        interval = format_duration(spec.interval)
-        while self._stop is None and not self._analysis_stopping:
-            await workflow.sleep(spec.interval, summary=f"next analysis in {interval}")
-            try:
-                result = await workflow.execute_activity(
-                    analyze,
-                    AnalyzeInput(
-                        service=self._spec.service,
-                        version=self._spec.version,
-                        stable_version=self._spec.stable_version,
-                        router=self._spec.router,
-                        metrics=spec.metrics,
-                        baseline=self._baseline,
-                        since=self._status.analysis.started_at,
-                        stable_baseline=self._stable_baseline,
-                        previous=list(self._evidence.values()),
-                    ),
-                    start_to_close_timeout=max(spec.interval * 3, ACTIVITY_TIMEOUT),
-                    retry_policy=ANALYSIS_RETRY,
-                    summary=f"analysis #{self._status.analysis.ticks + 1}",
-                )
-                verdicts = result.verdicts
-            except ActivityError as err:
-                verdicts = [_unmeasured(m.name, failure_cause(err)) for m in spec.metrics]
-            if self._stop is not None or self._analysis_stopping or self._status.phase.is_final:
-                return
-            self._status.verdicts = verdicts
-            # A tick that could not measure keeps the last state: the test resumes from it.
-            self._evidence.update({v.metric: v for v in verdicts if v.comparison is not None})
-            self._status.analysis, decision = judge(spec, self._status.analysis, verdicts)
-            if decision.action == "rollback":
-                self._stop = (Phase.ROLLED_BACK, decision.reason)
-            elif decision.action == "pause" and not self._operator_paused:
-                self._record_action("pause", decision.reason, "sluice")
-                self._operator_paused = True
-            self._publish()
-
-    async def _stop_analysis(self) -> None:
-        task, self._analysis_task = self._analysis_task, None
-        if task is None or task.done():
-            return
-        # The flag, not only the cancel: an activity that completes as the cancel arrives
-        # swallows it, and the loop would tick on forever.
-        self._analysis_stopping = True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def _act_on(self, decision: Decision) -> None:
+        """After each recorded tick: roll back, or pause for a human (`on_inconclusive: pause`)."""
+        if decision.action == "rollback":
+            self._stop = (Phase.ROLLED_BACK, decision.reason)
+        elif decision.action == "pause" and not self._state.operator_paused:
+            self._record_action("pause", decision.reason, "sluice")
+            self._state.operator_paused = True
+        self._publish()
 
     # --- compensation and the end -----------------------------------------------------------
 
     async def _compensate(self, phase: Phase, reason: str) -> None:
         """Put 100% on stable and verify it; retry in rounds until it works, saying so loudly."""
-        await self._stop_analysis()
+        await self._analysis.stop()
         if not self._status.traffic_touched:
             await self._finish(phase, f"{reason}; traffic was never shifted, nothing to roll back")
             return
@@ -568,39 +469,20 @@ class RolloutWorkflow(RolloutBase):
         self._status.phase = Phase.ROLLING_BACK
         self._status.message = f"rolling back to 100% stable: {reason}"
         self._publish()
-        while True:
-            try:
-                state = await workflow.execute_activity(
-                    rollback_traffic,
-                    RollbackInput(router=self._spec.router, reason=reason),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ROLLBACK_RETRY,
-                    summary="roll back to 100% stable",
-                )
-            except ActivityError as err:
-                self._status.rollback.attempts += ROLLBACK_RETRY.maximum_attempts
-                self._status.rollback.last_error = failure_cause(err)
-                if _non_retryable(err):
-                    await self._finish(
-                        Phase.FAILED,
-                        "ROLLBACK FAILED, traffic may still reach the new version: "
-                        f"{failure_cause(err)}. Fix the router and put 100% on stable by hand.",
-                    )
-                    raise ApplicationError(
-                        f"rollback of {self._spec.service} could not complete: {failure_cause(err)}",
-                        type="RollbackFailed",
-                        non_retryable=True,
-                    ) from err
-                self._status.message = (
-                    f"ROLLBACK STUCK after {self._status.rollback.attempts} attempts, still "
-                    f"retrying: {failure_cause(err)}"
-                )
-                self._publish()
-                continue
-            self._status.rollback.attempts += state.attempt
-            self._status.rollback.verified_at = workflow.now()
-            self._record_weights(state)
-            break
+        outcome = await self._roll_back_router(self._spec.router, reason, "")
+        if isinstance(outcome, ActivityError):
+            await self._finish(
+                Phase.FAILED,
+                "ROLLBACK FAILED, traffic may still reach the new version: "
+                f"{failure_cause(outcome)}. Fix the router and put 100% on stable by hand.",
+            )
+            raise ApplicationError(
+                f"rollback of {self._spec.service} could not complete: {failure_cause(outcome)}",
+                type="RollbackFailed",
+                non_retryable=True,
+            ) from outcome
+        self._status.rollback.verified_at = workflow.now()
+        self._record_weights(outcome)
         await self._finish(phase, f"{reason}; 100% of traffic is back on stable (verified)")
 
     def _promoted_message(self) -> str:
@@ -623,23 +505,9 @@ class RolloutWorkflow(RolloutBase):
             return self._status.phase
         if self._status.approval is not None:
             return Phase.AWAITING_APPROVAL
-        if self._operator_paused or self._waiting_at_step is not None:
+        if self._state.operator_paused or self._waiting_at_step is not None:
             return Phase.PAUSED
         return Phase.PROGRESSING
 
     def _search_weight(self) -> int:
         return self._status.weights.canary if self._status.weights else 0
-
-
-def _non_retryable(err: ActivityError) -> bool:
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.non_retryable
-
-
-def _unmeasured(metric: str, why: str) -> MetricVerdict:
-    return MetricVerdict(
-        metric=metric,
-        verdict=Verdict.INCONCLUSIVE,
-        detail=f"could not measure: {why}",
-        at=workflow.now(),
-    )

@@ -1,39 +1,95 @@
-"""What `Rollout` and `RingRollout` share: the status they publish, operators and approvals, the end.
+"""What `Rollout` and `RingRollout` share: publishing, operators and approvals, compensation, the end.
 
 Both keep a `RolloutStatus` whose `actions` list is the audit trail (who, why, when, at which
 step), publish it to the Web UI, search attributes and webhooks the same way, continue as
 new at the same threshold, and wait at approval gates that the `approve` update (refused to
 anyone not listed, leaving no history) or the `approve` signal (for the Web UI; a refusal is
-recorded) passes. Temporal handlers stay on each workflow class; their bodies live here.
+recorded) passes. Both run their steps (or rings) under one rule: a cancel or a failure rolls
+traffic back, continue-as-new and bugs in workflow code never do; and both roll a router back
+with one loop that retries until the split is verified, says loudly while it is stuck, and
+gives up only on an error that no retry can fix. Temporal handlers stay on each workflow
+class; their bodies live here.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from sluice.activities.rollout import rollback_traffic
     from sluice.contracts import errors
     from sluice.contracts import search_attributes as sa
-    from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
-    from sluice.contracts.spec import ApprovalSpec
-    from sluice.contracts.status import OperatorAction, OperatorActionKind, Phase, RolloutStatus
+    from sluice.contracts.calls import (
+        CarriedState,
+        OperatorInput,
+        RingCarriedState,
+        RingRolloutInput,
+        RollbackInput,
+        RolloutInput,
+        TrafficState,
+    )
+    from sluice.contracts.durations import format_duration
+    from sluice.contracts.spec import ApprovalSpec, RouterSpec
+    from sluice.contracts.status import (
+        ApprovalWait,
+        OperatorAction,
+        OperatorActionKind,
+        Phase,
+        RingStatus,
+        RolloutStatus,
+    )
     from sluice.contracts.text import cap
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.render import current_details
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+"""Preflight: reads only, and nothing waits on it but the start."""
+
+TRAFFIC_TIMEOUT = timedelta(seconds=10)
+"""One attempt at a weight change or a rollback (write, then read back). A router answers in
+well under a second (HAProxy's runtime API cuts itself off at `router.timeout`, 5 s by
+default), so an attempt still running after this is lost or hung. The change is declarative,
+so another worker retries it after this long instead of the 30 s it used to take, which left
+a split half applied for up to 31 s when a worker died mid-change."""
+
+ROLLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
+)
+"""One round of rollback attempts; the workflow loops over rounds until traffic is back on stable,
+recording each stuck round in the status so it is visible while it lasts."""
 
 
 class RolloutBase:
     """Base of both workflow classes: publishing, the action log, approvals, the end."""
 
     _input: RolloutInput | RingRolloutInput
-    _status: RolloutStatus
+    _state: CarriedState | RingCarriedState
+    """What the workflow carries whole into its next run when it continues as new."""
     _observer: RolloutObserver
     _published: dict[str, str | int]
     """The search attributes last upserted."""
     _gate: ApprovalSpec | None
     """The approval gate waited at now, if any."""
     _approved: bool
+    _stop: tuple[Phase, str] | None
+    """Set once the rollout must end with a rollback: the phase it ends in and why."""
+
+    @property
+    def _status(self) -> RolloutStatus:
+        """What the status query shows; part of the carried state."""
+        return self._state.status
+
+    # --- what each workflow defines ---------------------------------------------------------
 
     def _current_phase(self) -> Phase:
         """The phase the status shows now (each workflow derives it from its own state)."""
@@ -42,6 +98,153 @@ class RolloutBase:
     def _search_weight(self) -> int:
         """`SluiceWeight`: the new version's percentage (of traffic, or of rings)."""
         raise NotImplementedError
+
+    def _interrupted(self) -> bool:
+        """True once a wait must end early: the rollout is stopping (or, for a rollout, promoting)."""
+        return self._stop is not None
+
+    async def _advance(self) -> RolloutStatus | None:
+        """Run the steps (or rings); the final status if the rollout ended by itself, else None
+        with `_stop` set. May raise: a cancel or a failure is compensated by `_run_to_the_end`."""
+        raise NotImplementedError
+
+    async def _compensate(self, phase: Phase, reason: str) -> None:
+        """Put traffic back on stable wherever this rollout moved it, then `_finish` in `phase`."""
+        raise NotImplementedError
+
+    async def _continue_at_gate(self, remaining: timedelta | None) -> None:
+        """Continue as new while waiting at the approval gate, `remaining` of its timeout left.
+        Returns (without continuing) if the wait ended meanwhile."""
+        raise NotImplementedError
+
+    # --- the run, the gate, the rollback ------------------------------------------------------
+
+    async def _run_to_the_end(self, failed_phase: Phase, failed_what: str) -> RolloutStatus:
+        """`_advance`, and compensate however it ends unless it promoted.
+
+        A Temporal cancel (also during a timer: `asyncio.CancelledError`, not an `Exception`)
+        ends ABORTED and re-raises; a failure (an activity or child that failed for good) ends
+        in `failed_phase` with `failed_what` and the cause; `_stop` ends as it says. Anything
+        else, continue-as-new or a bug in workflow code, propagates without compensating: the
+        task fails and is retried while traffic stays where it is.
+        """
+        try:
+            ended = await self._advance()
+        except BaseException as err:
+            cancelled = isinstance(err, asyncio.CancelledError)
+            if not (cancelled or workflow.is_failure_exception(err)):
+                raise
+            if cancelled:
+                self._record_action("cancel", "Temporal cancel request", "temporal")
+                await self._compensate(Phase.ABORTED, "the workflow was cancelled")
+                raise
+            await self._compensate(failed_phase, f"{failed_what}: {failure_cause(err)}")
+            return self._status
+        if ended is not None:
+            return ended
+        assert self._stop is not None
+        await self._compensate(*self._stop)
+        return self._status
+
+    async def _await_approval(
+        self, gate: ApprovalSpec, step: str, message: str, left: timedelta | None
+    ) -> None:
+        """Wait at `gate` for an accepted approval, an interruption, or the gate's timeout.
+
+        `left` is set when an earlier run continued as new at this gate: the carried
+        `status.approval` keeps its deadline to the millisecond. On timeout the action
+        `approval_timeout` is recorded and `on_timeout: rollback` sets `_stop`. While the
+        history is full the gate continues as new (`_continue_at_gate`) and is carried as it
+        is; however else the wait ends, the gate is cleared.
+        """
+        now = workflow.now()
+        carried = self._status.approval
+        if left is not None and carried is not None and carried.deadline is not None:
+            timeout: timedelta | None = max(carried.deadline - now, timedelta(milliseconds=1))
+        else:
+            timeout = left if left is not None else gate.timeout
+            self._status.approval = ApprovalWait(
+                step=step,
+                approvers=list(gate.approvers),
+                since=now,
+                deadline=now + timeout if timeout is not None else None,
+                on_timeout=gate.on_timeout,
+            )
+        self._gate, self._approved = gate, False
+        self._status.message = message
+        self._publish()
+        try:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._approved or self._interrupted() or self._history_full(),
+                    timeout=timeout,
+                    timeout_summary=f"approval gate {format_duration(timeout)}" if timeout else None,
+                )
+            except TimeoutError:
+                assert gate.timeout is not None
+                reason = f"no approval within {format_duration(gate.timeout)}; on_timeout: {gate.on_timeout}"
+                self._record_action("approval_timeout", reason, "sluice")
+                if gate.on_timeout == "rollback":
+                    self._stop = (Phase.ROLLED_BACK, f"approval gate timed out: {reason}")
+                # Runs from before this fix kept the timed-out gate: it still showed as awaiting
+                # approval and took approvals meant for the next gate.
+                if workflow.patched("approval-timeout-clears-the-gate"):
+                    self._gate, self._status.approval = None, None
+                return
+            if not (self._approved or self._interrupted()):
+                remaining = None
+                if timeout is not None:
+                    remaining = max(timeout - (workflow.now() - now), timedelta(milliseconds=1))
+                await self._continue_at_gate(remaining)
+        except workflow.ContinueAsNewError:
+            raise  # the gate (and its deadline) is carried into the next run as it is
+        except BaseException:
+            self._gate, self._status.approval = None, None
+            raise
+        self._gate, self._status.approval = None, None
+
+    async def _roll_back_router(
+        self,
+        router: RouterSpec,
+        reason: str,
+        where: str,
+        ring: RingStatus | None = None,
+        gives_up: Callable[[], bool] = lambda: True,
+    ) -> TrafficState | ActivityError:
+        """Put 100% on stable through `router` and read it back, in rounds until it works.
+
+        Counts attempts and the last error in `status.rollback` (set by the caller). A round
+        that fails with a retryable error is reported loudly (the message, and `ring`'s line
+        if given) and retried. An error no retry can fix (the router refused: `RouterConfig`,
+        `RouterRejected`) is returned, and the caller ends the rollout FAILED, unless
+        `gives_up()` says this run predates that exit. Returns the verified split otherwise.
+        """
+        record = self._status.rollback
+        assert record is not None
+        while True:
+            try:
+                state = await workflow.execute_activity(
+                    rollback_traffic,
+                    RollbackInput(router=router, reason=reason),
+                    start_to_close_timeout=TRAFFIC_TIMEOUT,
+                    retry_policy=ROLLBACK_RETRY,
+                    summary=f"roll back{where} to 100% stable",
+                )
+            except ActivityError as err:
+                record.attempts += ROLLBACK_RETRY.maximum_attempts
+                record.last_error = failure_cause(err)
+                if non_retryable(err) and gives_up():
+                    return err
+                self._status.message = (
+                    f"ROLLBACK{where} STUCK after {record.attempts} attempts, still "
+                    f"retrying: {record.last_error}"
+                )
+                if ring is not None:
+                    ring.message = f"ROLLBACK STUCK, still retrying: {record.last_error}"
+                self._publish()
+                continue
+            record.attempts += state.attempt
+            return state
 
     def _publish(self) -> None:
         """Refresh the phase, the UI's current-details panel, changed search attributes, webhooks."""
@@ -122,6 +325,12 @@ def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: Operat
             type=errors.NOT_AN_APPROVER,
             non_retryable=True,
         )
+
+
+def non_retryable(err: ActivityError) -> bool:
+    """True if the activity failed with an error its retry policy does not retry."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
 
 
 def failure_cause(err: BaseException) -> str:

@@ -1,7 +1,8 @@
 """The rollout spec: what a user writes in `rollout.yaml`, validated strictly (unknown fields are errors)."""
 
 # Modules: base (the base model, name validators, strict numbers), routers, steps (and presets),
-# metrics (and analysis), rollout (the rollout and ring specs, digest), errors, loading. Every
+# metrics (and analysis), rollout (the rollout and ring specs, digest), errors, loading (YAML,
+# `--set` overrides), schema (the JSON Schema for editors). Every
 # public name is re-exported here: import from `sluice.contracts.spec`.
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sluice.contracts.spec.metrics import (
     MetricSpec,
     PrometheusMetric,
 )
+from sluice.contracts.spec.plugins import RouterPlugin
 from sluice.contracts.spec.rollout import (
     AnySpec,
     PrePromotionSpec,
@@ -38,18 +40,24 @@ from sluice.contracts.spec.rollout import (
     workflow_id_for,
 )
 from sluice.contracts.spec.routers import (
+    BUILTIN_ROUTER_TYPES,
+    ROUTER_PLUGINS,
     ROUTER_TYPES,
     ALBRouter,
     ApiGatewayRouter,
+    CaddyRouter,
     HAProxyRouter,
     LambdaAliasRouter,
     ListenerArn,
+    NginxRouter,
     Route53Router,
     RouterModel,
     RouterSpec,
     RuleArn,
     TargetGroupArn,
+    TraefikRouter,
 )
+from sluice.contracts.spec.schema import SCHEMA_ID, rollout_json_schema
 from sluice.contracts.spec.steps import (
     PRESET_NAMES,
     ApprovalSpec,
@@ -60,15 +68,19 @@ from sluice.contracts.spec.steps import (
 )
 
 __all__ = [
+    "BUILTIN_ROUTER_TYPES",
     "PRESET_NAMES",
     "PROVIDER_TYPES",
+    "ROUTER_PLUGINS",
     "ROUTER_TYPES",
+    "SCHEMA_ID",
     "ALBRouter",
     "AnalysisSpec",
     "AnySpec",
     "ApiGatewayRouter",
     "ApprovalSpec",
     "AwsRegion",
+    "CaddyRouter",
     "CloudWatchAlarmGate",
     "CloudWatchMetric",
     "CloudWatchQuery",
@@ -82,6 +94,7 @@ __all__ = [
     "MetricModel",
     "MetricName",
     "MetricSpec",
+    "NginxRouter",
     "PauseSpec",
     "PrePromotionSpec",
     "PresetName",
@@ -91,6 +104,7 @@ __all__ = [
     "RolloutSpec",
     "Route53Router",
     "RouterModel",
+    "RouterPlugin",
     "RouterSpec",
     "RuleArn",
     "SafeName",
@@ -100,10 +114,12 @@ __all__ = [
     "SpecModel",
     "Step",
     "TargetGroupArn",
+    "TraefikRouter",
     "VersionLabel",
     "issues_from",
     "load_spec",
     "parse_any_spec",
     "parse_spec",
+    "rollout_json_schema",
     "workflow_id_for",
 ]

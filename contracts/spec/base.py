@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import re
+import warnings
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from functools import cache
+from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from sluice.contracts.durations import Duration
 
@@ -78,6 +92,20 @@ def _positive_duration(value: timedelta) -> timedelta:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Matching(AfterValidator):
+    """An AfterValidator that also writes `regex` into the JSON Schema as a `pattern`, so an editor
+    flags a bad name as it is typed (the validator's message stays the one users read)."""
+
+    regex: re.Pattern[str] | None = None
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        schema = handler(core_schema)
+        if self.regex is not None:  # fullmatch, as the validator matches; `\Z` is `$` in ECMA regex
+            schema["pattern"] = "^(?:" + self.regex.pattern.replace("\\Z", "$") + ")$"
+        return schema
+
+
 def pattern(regex: re.Pattern[str], what: str, example: str) -> AfterValidator:
     """A validator refusing a string `regex` does not match: `'x' is not {what}, e.g. {example}`."""
 
@@ -86,13 +114,13 @@ def pattern(regex: re.Pattern[str], what: str, example: str) -> AfterValidator:
             raise ValueError(f"{value!r} is not {what}, e.g. {example!r}")
         return value
 
-    return AfterValidator(check)
+    return Matching(check, regex=regex)
 
 
-ServiceName = Annotated[str, AfterValidator(_service)]
-SafeName = Annotated[str, AfterValidator(_safe_name)]
-VersionLabel = Annotated[str, AfterValidator(_version)]
-MetricName = Annotated[str, AfterValidator(_metric_name)]
+ServiceName = Annotated[str, Matching(_service, regex=_SERVICE)]
+SafeName = Annotated[str, Matching(_safe_name, regex=_SAFE_NAME)]
+VersionLabel = Annotated[str, Matching(_version, regex=_VERSION)]
+MetricName = Annotated[str, Matching(_metric_name, regex=_METRIC_NAME)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 """Free text (an approver, an alarm, a dimension): any characters but control characters."""
@@ -115,11 +143,90 @@ def located(field: str, message: str) -> PydanticCustomError:
 
 
 class SpecModel(BaseModel):
-    """Base for every spec model: unknown fields are errors, models are immutable."""
+    """Base for every spec model: unknown fields are errors, models are immutable, and a model with
+    a bad field still runs its cross-field checks on the fields that are fine (one pass)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A field's docstring is its description in the JSON Schema (`sluice schema`) editors show.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem_at_once(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Pydantic skips a model's `after` validators when a field fails, so a bad `address` hid a
+        # missing bound until it was fixed. On failure, run them on a copy holding only the
+        # fields that validated; a check that reads a failed field is skipped (it cannot judge).
+        try:
+            return handler(data)
+        except ValidationError as err:
+            extra = _cross_field_errors(cls, data, err) if isinstance(data, dict) else []
+            if not extra:
+                raise
+            errors = [*map(_init_details, err.errors()), *extra]
+            raise ValidationError.from_exception_data(err.title, errors) from None
+
+    def model_dump(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Pydantic's `model_dump`, refusing the partial copy a cross-field check runs on (it would
+        leave the failed fields out silently, and a ring's check would call them missing)."""
+        if len(self.__dict__) < len(type(self).model_fields):
+            raise AttributeError("a partially validated spec cannot be dumped")
+        return super().model_dump(*args, **kwargs)
 
 
 _AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 AwsRegion = Annotated[str, pattern(_AWS_REGION, "an AWS region", "eu-west-1")]
+
+
+_BUILTIN_ERRORS = frozenset(get_args(ErrorType))
+
+
+def _init_details(error: Any) -> InitErrorDetails:
+    """A pydantic error as `from_exception_data` takes it back (custom types with their message)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind not in _BUILTIN_ERRORS:
+        kind = PydanticCustomError(kind, "{message}", {**ctx, "message": error["msg"]})
+    details: InitErrorDetails = {"type": kind, "loc": error["loc"], "input": error["input"]}
+    if ctx and isinstance(kind, str):
+        details["ctx"] = ctx
+    return details
+
+
+@cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].rebuild_annotation())
+
+
+def _cross_field_errors(
+    model: type[SpecModel], data: dict[str, Any], err: ValidationError
+) -> list[InitErrorDetails]:
+    """The errors of `model`'s `after` validators run on the fields of `data` that validated."""
+    first = {e["loc"][0] if e["loc"] else None for e in err.errors()}
+    if None in first or not first <= set(model.model_fields) | set(data):
+        return []  # the model as a whole was refused (a `before` check): nothing to cross-check
+    failed = {str(name) for name in first}
+    values: dict[str, Any] = {}
+    for name in model.model_fields:
+        if name in failed or name not in data:
+            continue
+        try:
+            values[name] = _field_adapter(model, name).validate_python(data[name])
+        except ValidationError:
+            failed.add(name)  # not expected (it raised no error above), but never judge on a guess
+    partial = model.model_construct(**values)
+    for name in failed:
+        partial.__dict__.pop(name, None)  # reading it raises AttributeError: the check is skipped
+    out: list[InitErrorDetails] = []
+    for decorator in model.__pydantic_decorators__.model_validators.values():
+        if decorator.info.mode != "after":
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # e.g. model_dump of the partial copy: skip the check
+                decorator.func(partial)
+        except PydanticCustomError as found:
+            out.append({"type": found, "loc": (), "input": data})
+        except (ValueError, AssertionError) as found:
+            out.append({"type": "value_error", "loc": (), "input": data, "ctx": {"error": str(found)}})
+        except Exception:  # it read a field that failed, or tripped over its absence: skip it
+            continue
+    return out

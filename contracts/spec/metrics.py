@@ -25,6 +25,7 @@ from sluice.contracts.spec.base import (
 
 class _MetricBase(SpecModel):
     name: MetricName
+    """Metric name (lowercase letters, digits, `_ . -`), unique in its analysis."""
 
 
 class _ComparableMetric(_MetricBase):
@@ -37,15 +38,16 @@ class _ComparableMetric(_MetricBase):
     """
 
     compare: Literal["stable"] | None = None
+    """`stable`: a sequential test against the stable version instead of fixed bounds."""
     alpha: Annotated[Number, Field(gt=0, le=0.2)] = 0.01
+    """With `compare`: the false-rollback probability of the analysis, split over its compare metrics."""
     tolerance: Annotated[Number, Field(ge=0, le=10)] = 0.1
+    """With `compare`: fail only above (1 + tolerance) times stable's rate."""
     clustering: Literal["independent", "estimate"] = Field(
         "independent", exclude_if=lambda v: v == "independent"
     )
-    """With `compare: stable`: `independent` assumes requests fail independently (the test's
-    model); `estimate` divides each interval's evidence by an upper bound on the clustering
-    stable's own intervals show (retries, sticky users, pods), slower early in a rollout.
-    Left out of the spec's dump (and digest) at its default."""
+    """With `compare`: `independent` (the test's model) or `estimate` clustering from stable's spread."""
+    # Left out of the spec's dump (and so of its digest) at its default: existing specs keep theirs.
 
     def _compare_rule(self, what: str, min_requests: int) -> str:
         return (
@@ -72,7 +74,9 @@ class HAProxyMetric(_ComparableMetric):
     provider: Literal["haproxy"]
     measure: Literal["error_ratio"] = "error_ratio"
     max: Annotated[Number, Field(ge=0, le=1)] | None = None
+    """Fail above this 5xx ratio (0-1) of the new version's server."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """Fewer responses than this (per version, with `compare`): inconclusive, never a pass."""
 
     @model_validator(mode="after")
     def _bound_or_compare(self) -> HAProxyMetric:
@@ -97,8 +101,11 @@ class HttpMetric(_MetricBase):
 
     provider: Literal["http"]
     url: HttpUrl
+    """Requested with GET from the worker; 2xx and 3xx are successes."""
     requests: Annotated[Count, Field(ge=1, le=100)] = 5
+    """Requests per tick, sent concurrently."""
     min_success_ratio: Annotated[Number, Field(ge=0, le=1)]
+    """Fail below this share (0-1) of successful answers."""
     timeout: PositiveDuration = timedelta(seconds=2)
 
     def describe(self) -> str:
@@ -120,14 +127,22 @@ class PrometheusMetric(_ComparableMetric):
 
     provider: Literal["prometheus"]
     address: HttpUrl
+    """Prometheus base URL, e.g. http://127.0.0.1:9090."""
     query: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """Instant PromQL query returning one sample; `{{version}}`, `{{stable_version}}`, `{{service}}`."""
     max: Number | None = None
+    """Fail above this value."""
     min: Number | None = None
+    """Fail below this value."""
     timeout: PositiveDuration = timedelta(seconds=5)
     requests: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare`: the counter selector of all requests, with `{{version}}`."""
     errors: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare`: the counter selector of failed requests, with `{{version}}`."""
     histogram: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    """With `compare` (instead of requests/errors): a latency histogram's `_bucket` selector."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """With `compare`: requests each version must have served before the metric can pass."""
 
     @property
     def compares_latency(self) -> bool:
@@ -187,9 +202,13 @@ class CloudWatchQuery(SpecModel):
     """One CloudWatch metric (namespace, name, dimensions) and the statistic to read from it."""
 
     namespace: Annotated[str, pattern(_CW_NAMESPACE, "a CloudWatch namespace", "AWS/ApplicationELB")]
+    """E.g. AWS/ApplicationELB, AWS/Lambda."""
     metric_name: Annotated[PlainText, Field(min_length=1, max_length=255)]
+    """E.g. HTTPCode_Target_5XX_Count, RequestCount, Errors, Invocations."""
     dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(default_factory=dict)
+    """Name: value pairs selecting the new version's series, e.g. {TargetGroup: targetgroup/...}."""
     stat: Annotated[str, pattern(_CW_STAT, "a CloudWatch statistic", "Sum")] = "Sum"
+    """Sum (counts), Average, Minimum, Maximum, SampleCount, or a percentile such as p99."""
 
 
 class CloudWatchMetric(_ComparableMetric):
@@ -205,15 +224,23 @@ class CloudWatchMetric(_ComparableMetric):
 
     provider: Literal["cloudwatch"]
     errors: CloudWatchQuery | None = None
+    """With `requests`: the count of failed requests (stat Sum)."""
     requests: CloudWatchQuery | None = None
+    """With `errors`: the count of all requests (stat Sum)."""
     value: CloudWatchQuery | None = None
+    """Instead of errors/requests: one statistic that must stay within `min`/`max`."""
     max: Number | None = None
+    """Fail above this (the error ratio, 0-1, or the value)."""
     min: Number | None = None
+    """Fail below this value."""
     min_requests: Annotated[Count, Field(ge=1, le=1_000_000_000)] = 20
+    """Fewer requests than this (per version, with `compare`): inconclusive, never a pass."""
     period: Duration = timedelta(seconds=60)
+    """CloudWatch's period: 1s, 5s, 10s, 30s or a multiple of 60s."""
     window: PositiveDuration | None = None
     """How far back to look; by default since the new version's first weight > 0."""
     region: AwsRegion | None = None
+    """Default: boto3's."""
     stable_dimensions: Annotated[dict[Dimension, Dimension], Field(max_length=30)] = Field(
         default_factory=dict
     )
@@ -306,8 +333,11 @@ class CloudWatchAlarmGate(_MetricBase):
     alarms: Annotated[
         list[Annotated[PlainText, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=100)
     ]
+    """Metric or composite alarm names; the verdict fails while any is in ALARM."""
     on_insufficient_data: Literal["pass", "inconclusive"] = "pass"
+    """What an alarm in INSUFFICIENT_DATA counts as."""
     region: AwsRegion | None = None
+    """Default: boto3's."""
 
     def describe(self) -> str:
         """What the metric must show to pass, in words."""
@@ -326,10 +356,15 @@ class AnalysisSpec(SpecModel):
     """Metrics checked every `interval` from the first weight > 0 until the last step."""
 
     interval: Duration = timedelta(seconds=5)
+    """Time between analysis ticks, at least 500ms."""
     failure_limit: Annotated[Count, Field(ge=0, le=1000)] = 0
+    """Failing ticks tolerated in total; one more rolls back."""
     inconclusive_limit: Annotated[Count, Field(ge=0, le=1000)] = 6
+    """Inconclusive ticks in a row tolerated; one more applies `on_inconclusive`."""
     on_inconclusive: Literal["rollback", "pause"] = "rollback"
+    """What too many inconclusive ticks do: roll back, or pause for a human."""
     metrics: Annotated[list[MetricSpec], Field(min_length=1, max_length=50)]
+    """At least one metric; a tick fails if any metric fails."""
 
     @field_validator("interval")
     @classmethod

@@ -21,7 +21,7 @@ from sluice.contracts.spec.base import (
 )
 from sluice.contracts.spec.errors import issue_of
 from sluice.contracts.spec.metrics import AnalysisSpec, PrometheusMetric
-from sluice.contracts.spec.routers import RouterSpec
+from sluice.contracts.spec.routers import RouterSpec, traffic_targets_of
 from sluice.contracts.spec.steps import (
     ApprovalSpec,
     ExponentialPreset,
@@ -41,6 +41,7 @@ class PrePromotionSpec(SpecModel):
     duration: Duration
     """At least this long before the switch; the analysis runs every interval meanwhile."""
     analysis: AnalysisSpec | None = None
+    """The analysis run against green meanwhile (e.g. an http metric on a preview URL)."""
 
     @field_validator("duration")
     @classmethod
@@ -64,17 +65,27 @@ class _RolloutShape(SpecModel):
     """What every rollout has, with or without rings: versions, strategy, steps, analysis."""
 
     service: ServiceName
+    """Service name (lowercase letters, digits, '-'; at most 63): one running rollout per service."""
     version: VersionLabel
+    """Label of the new version (letters, digits, `_ . + -`); quote numbers: "1.10"."""
     stable_version: VersionLabel | None = None
+    """Label of the version being replaced; `{{stable_version}}` in Prometheus queries."""
     strategy: Literal["canary", "blue_green"] = "canary"
+    """`canary` (the steps shift traffic) or `blue_green` (100% at once after the steps)."""
     preset: PresetName | ExponentialPreset | None = None
+    """Named steps instead of `steps` (CodeDeploy's names, or AppConfig-style exponential)."""
     steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] = Field(
         default_factory=list, validate_default=True
     )
+    """The steps, each one of `set_weight: N`, `pause: 30s`, `pause: {}` or `approval: {...}`."""
     pre_promotion: PrePromotionSpec | None = None
+    """blue_green only: analysis against green before it gets user traffic."""
     post_promotion: Duration | None = None
+    """A watch after 100%: analysis keeps running this long and a failure rolls back."""
     scale_down_delay: Duration | None = None
+    """blue_green only: how long blue must stay deployed after the switch (at least post_promotion)."""
     analysis: AnalysisSpec | None = None
+    """Metrics checked every interval from the first weight above 0; without it steps run on time."""
     notify: Annotated[list[NotifyTarget], Field(max_length=20)] = Field(default_factory=list)
     """Webhooks told of every phase change and every tick with a failing verdict."""
 
@@ -222,26 +233,39 @@ class RolloutSpec(_RolloutShape):
     """A whole rollout: which service, which versions, where traffic is split, steps, analysis."""
 
     router: RouterSpec
+    """Where traffic is split: `type` haproxy, alb, lambda_alias, apigateway or route53."""
 
     @model_validator(mode="after")
     def _router_counters(self) -> RolloutSpec:
-        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch.
+        # Only HAProxy counts responses per server; the AWS routers' numbers live in CloudWatch,
+        # the proxies' (NGINX, Traefik, Caddy) in Prometheus or behind an http check.
         if self.analysis is not None and self.router.type != "haproxy":
+            instead = (
+                "provider http or prometheus"
+                if self.router.type in ("nginx", "traefik", "caddy")
+                else "provider cloudwatch"
+            )
             for i, metric in enumerate(self.analysis.metrics):
                 if metric.provider == "haproxy":
                     raise located(
                         f"analysis.metrics[{i}].provider",
                         f"metric {metric.name!r} uses provider haproxy, which reads HAProxy's counters, "
-                        f"but the router is {self.router.type}; use provider cloudwatch instead",
+                        f"but the router is {self.router.type}; use {instead} instead",
                     )
         return self
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """The traffic this rollout moves (its router's keys): one running rollout per target."""
+        return traffic_targets_of(self.router)
 
 
 class RingSpec(SpecModel):
     """One ring (a cluster, region or account): its own router, optionally its own analysis."""
 
     name: MetricName
+    """Ring name (lowercase letters, digits, `_ . -`), unique among the rings."""
     router: RouterSpec
+    """The ring's own router (any type)."""
     analysis: AnalysisSpec | None = None
     """Defaults to the spec's top-level `analysis`."""
     soak: PositiveDuration | None = None
@@ -255,7 +279,9 @@ class RingRolloutSpec(_RolloutShape):
     """The same release rolled out ring by ring; a failing ring rolls back itself, then earlier rings."""
 
     rings: Annotated[list[RingSpec], Field(min_length=1, max_length=50)]
+    """The rings, in order; each runs the steps with its own router."""
     earlier_rings_on_failure: Literal["rollback", "stay"] = "rollback"
+    """When a ring fails: roll the earlier rings back too (newest first), or leave them."""
 
     @model_validator(mode="after")
     def _rings_valid(self) -> RingRolloutSpec:
@@ -291,6 +317,10 @@ class RingRolloutSpec(_RolloutShape):
             first = issue_of(err.errors()[0])
             where = f"{first.path}: " if first.path else ""
             raise located(f"rings[{index}]", f"ring {ring.name!r}: {where}{first.message}") from None
+
+    def traffic_targets(self) -> tuple[str, ...]:
+        """The traffic every ring's router moves: one running rollout per target."""
+        return tuple(sorted({key for ring in self.rings for key in traffic_targets_of(ring.router)}))
 
 
 AnySpec = RolloutSpec | RingRolloutSpec

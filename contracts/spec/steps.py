@@ -15,6 +15,7 @@ class PauseSpec(SpecModel):
     """`pause: 30s` bakes for a duration; `pause: {}` waits for an operator's resume or promote."""
 
     duration: Duration | None = None
+    """Bake this long; without it, wait for an operator."""
 
     @model_validator(mode="before")
     @classmethod
@@ -46,6 +47,7 @@ class ApprovalSpec(SpecModel):
     timeout: Duration | None = None
     """How long to wait; without it the gate waits until someone approves or aborts."""
     on_timeout: Literal["rollback", "continue"] = "rollback"
+    """At the timeout: roll back (100% stable) or continue with the next step."""
 
     @field_validator("timeout")
     @classmethod
@@ -72,6 +74,7 @@ class Step(SpecModel):
     """
 
     set_weight: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
+    """Send this percent (0-100) of requests to the new version, the rest to stable."""
     pause: PauseSpec | None = None
     approval: ApprovalSpec | None = None
     watch: Duration | None = None
@@ -135,6 +138,7 @@ class ExponentialPreset(SpecModel):
 
     type: Literal["exponential"]
     growth_factor: Annotated[Number, Field(gt=0, le=100)]
+    """The first weight in percent; each next one doubles it, up to 100."""
     deploy_time: Duration
     bake_time: Duration = timedelta(0)
 

@@ -18,6 +18,7 @@ from tests.support.cli import run_sluice
 from tests.support.demo_service import control, start_demo_service
 from tests.support.haproxy import HAProxyInstance, start_haproxy
 from tests.support.procs import ManagedProcess, free_port
+from tests.support.status import StatusReader
 from tests.support.temporal import DevServer, start_dev_server, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,16 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     server = start_dev_server(tmp_path_factory.mktemp("temporal"))
     yield server
     server.stop()
+
+
+_readers: dict[str, StatusReader] = {}
+
+
+def status_reader(server: DevServer) -> StatusReader:
+    """One in-process status reader per dev server, for the whole session."""
+    if server.address not in _readers:
+        _readers[server.address] = StatusReader(server.env())
+    return _readers[server.address]
 
 
 class WorkerPool:
@@ -90,6 +101,12 @@ class Stack:
         path = self.workdir / f"rollout-{version}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
+
+    def status(self) -> dict[str, Any]:
+        """The rollout's status as `sluice status -o json` shows it, read in-process (fast to poll)."""
+        found = status_reader(self.server).status(self.service)
+        assert found is not None, f"no readable status for {self.service}"
+        return found
 
     def canary_errors(self, rate: float) -> None:
         control(self.canary_url, error_rate=rate)

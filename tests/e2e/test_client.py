@@ -158,10 +158,23 @@ def test_a_rerun_of_a_promoted_spec_leaves_traffic_on_the_new_version(
     after = status(stack)  # still the promoted run: nothing was started
     assert (after["spec_digest"], after["started_at"]) == (digest, promoted["started_at"])
 
+    # --force runs it from step 1, but preflight still refuses to start from the promoted split
+    # (canary at 100): the operator has to put traffic back on stable first, deliberately.
     forced = stack.sluice("start", "-f", str(edited), "--force", "--output", "json")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["outcome"] == "started"
-    final = wait_status(stack, lambda s: s["phase"] == "promoted" and s["spec_digest"] != digest)
+    refused_split = wait_status(stack, lambda s: s["spec_digest"] != digest and s["phase"] == "rolled_back")
+    assert "UnexpectedSplit" in refused_split["message"] and not refused_split["traffic_touched"]
+    assert haproxy_weights(stack) == (0, 100)
+
+    for server, weight in (("stable", 100), ("canary", 0)):  # moved back by hand
+        stack.haproxy.command(f"set weight {stack.haproxy.backend}/{server} {weight}")
+    forced = stack.sluice("start", "-f", str(edited), "--force", "--output", "json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["outcome"] == "started"
+    final = wait_status(
+        stack, lambda s: s["phase"] == "promoted" and s["spec_digest"] != digest and s["traffic_touched"]
+    )
     assert final["weights"] == {"stable": 0, "canary": 100}
 
 

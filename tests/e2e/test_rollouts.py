@@ -23,10 +23,17 @@ pytestmark = pytest.mark.integration
 
 
 def status(stack: Stack) -> dict[str, Any]:
+    """The status read in-process; `test_status_json_is_what_the_cli_prints` ties it to the CLI."""
+    return stack.status()
+
+
+def test_status_json_is_what_the_cli_prints(stack: Stack, worker: ManagedProcess) -> None:
+    spec = stack.spec([{"set_weight": 50}, {"pause": "1s"}, {"set_weight": 100}])
+    start(stack, spec)
+    final = wait_status(stack, lambda s: s["phase"] == "promoted")
     done = stack.sluice("status", stack.service, "--output", "json")
     assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    assert json.loads(done.stdout) == final
 
 
 def wait_status(stack: Stack, check: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
@@ -142,12 +149,13 @@ def test_failing_canary_is_rolled_back_by_itself(stack: Stack, worker: ManagedPr
 
 
 def test_sluice_pause_holds_a_rollout_past_its_bake(stack: Stack, worker: ManagedProcess) -> None:
-    spec = stack.spec([{"set_weight": 10}, {"pause": "3s"}, {"set_weight": 100}])
+    # A bake long enough that the pause lands inside it even on a loaded machine.
+    spec = stack.spec([{"set_weight": 10}, {"pause": "8s"}, {"set_weight": 100}])
     start(stack, spec)
     wait_status(stack, lambda s: s["step_index"] == 1 and (s.get("weights") or {}).get("canary") == 10)
     paused = stack.sluice("pause", stack.service, "--reason", "checking dashboards", "--by", "alice")
     assert paused.returncode == 0, paused.stderr
-    time.sleep(6)  # twice the bake
+    time.sleep(10)  # past the bake
     held = status(stack)
     assert held["phase"] == "paused" and held["step_index"] == 1
     assert held["weights"] == {"stable": 90, "canary": 10}

@@ -43,7 +43,7 @@ def test_blue_green_switches_at_once_and_back_to_blue_on_a_failing_watch(
             "strategy": "blue_green",
             "router": router_of(stack),
             "pre_promotion": {
-                "duration": "2s",
+                "duration": "4s",
                 "analysis": {
                     "interval": "1s",
                     "metrics": [

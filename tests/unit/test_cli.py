@@ -1,7 +1,9 @@
-"""The `sluice` CLI as a user runs it: a subprocess, its exit code, stdout and stderr."""
+"""The `sluice` CLI as a user runs it: exit code, stdout and stderr (in-process, a few as real processes)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -10,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sluice.cli.main import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "rollout.yaml"
@@ -28,17 +32,43 @@ steps:
 """
 
 
-def sluice(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m sluice ARGS` with a clean Temporal environment."""
+def _clean_env(env: dict[str, str] | None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SLUICE_"))}
     # A config file in the user's home must not redirect the tests to a real cluster.
     base["TEMPORAL_CONFIG_FILE"] = os.devnull
+    return {**base, **(env or {})}
+
+
+def sluice(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in-process (`run_cli`, what `main` runs) with a clean Temporal environment.
+
+    Parsing, validation and error texts need no new interpreter; the tests marked `process`
+    below run the real `python -m sluice` for exit codes and the console script.
+    """
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(_clean_env(env))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code, _ = run_cli(list(args))
+            except SystemExit as exit_:  # argparse: usage errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["sluice", *args], code, out.getvalue(), err.getvalue())
+
+
+def sluice_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m sluice ARGS` as a process, as a user or CI does."""
     return subprocess.run(
         [sys.executable, "-m", "sluice", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**base, **(env or {})},
+        env=_clean_env(env),
         timeout=60,
     )
 
@@ -98,7 +128,7 @@ def test_validate_rejects_steps_with_field_path(tmp_path: Path, steps: str, path
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
-        ("type: haproxy", "type: nginx", "router"),
+        ("type: haproxy", "type: envoy", "router"),
         ("backend: be_checkout", "backend: 'be; shutdown sessions'", "router.backend"),
         ("canary_server: canary", 'canary_server: "canary\\nset weight"', "router.canary_server"),
         ("service: checkout", "service: Check Out", "service"),
@@ -203,7 +233,7 @@ def test_start_with_invalid_spec_never_contacts_temporal(tmp_path: Path) -> None
     # Nothing listens there; an attempt to connect would be exit 5, not 2.
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}"}
     spec = write(tmp_path, VALID.format(steps="  - set_weight: 500"))
-    result = sluice("start", "-f", spec, "--wait", env=env)
+    result = sluice_process("start", "-f", spec, "--wait", env=env)
     assert result.returncode == 2
     assert "steps[0].set_weight: " in result.stderr
     assert "Temporal" not in result.stderr
@@ -221,7 +251,8 @@ def test_start_with_invalid_spec_never_contacts_temporal(tmp_path: Path) -> None
 )
 def test_unreachable_temporal_exits_5_in_one_line(args: tuple[str, ...]) -> None:
     address = f"127.0.0.1:{closed_port()}"
-    result = sluice(*args, env={"TEMPORAL_ADDRESS": address})
+    run = sluice_process if args[0] == "start" else sluice  # one as a real process: the exit code
+    result = run(*args, env={"TEMPORAL_ADDRESS": address})
     assert result.returncode == 5, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"could not reach Temporal at {address}" in result.stderr
@@ -287,3 +318,46 @@ def test_dev_command_registers_search_attributes() -> None:
     assert cmd[cmd.index("--db-filename") + 1] == "state.db"
     pairs = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--search-attribute"}
     assert pairs == {f"{name}={kind}" for name, kind in REGISTRATION.items()}
+
+
+# --- schema and --set -----------------------------------------------------------------------
+
+
+def test_schema_prints_the_published_json_schema() -> None:
+    result = sluice("schema")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((ROOT / "docs" / "rollout.schema.json").read_text())
+
+
+def test_set_overrides_simple_fields_on_validate_and_plan() -> None:
+    result = sluice(
+        "validate",
+        "-f",
+        str(EXAMPLE),
+        "--set",
+        "version=1.10",
+        "--set",
+        "analysis.interval=10s",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == "1.10"
+    result = sluice("plan", "-f", str(EXAMPLE), "--set", "version=v9")
+    assert result.returncode == 0, result.stderr
+    assert "v1 → v9" in result.stdout
+
+
+def test_set_errors_name_the_key_and_exit_2() -> None:
+    result = sluice("start", "-f", str(EXAMPLE), "--set", "verison=v3")
+    assert result.returncode == 2
+    assert "--set verison: unknown field; did you mean `version`?" in result.stderr
+
+
+def test_duplicate_keys_exit_2_with_the_line(tmp_path: Path) -> None:
+    text = VALID.format(steps="  - set_weight: 10") + "steps:\n  - set_weight: 100\n"
+    result = sluice("validate", "-f", write(tmp_path, text))
+    assert result.returncode == 2
+    assert (
+        "steps: duplicate key at " in result.stderr and "line 11, column 1 (first at line 9" in result.stderr
+    )

@@ -129,6 +129,19 @@ class FakeTemporal:
     def get_workflow_handle(self, workflow_id: str, **kwargs: Any) -> FakeHandle:
         return FakeHandle(self, workflow_id)
 
+    def list_workflows(self, query: str = "", **kwargs: Any) -> Any:
+        """The executions in the `list` script (none by default), or its exception."""
+        self.calls.append("list")
+        rows = self.scripts.get("list", [])
+
+        async def listed() -> Any:
+            for row in rows if isinstance(rows, list) else [rows]:
+                if isinstance(row, BaseException):
+                    raise row
+                yield row
+
+        return listed()
+
 
 def client_of(temporal: FakeTemporal) -> SluiceClient:
     return SluiceClient(temporal, "127.0.0.1:7233")  # type: ignore[arg-type]

@@ -81,6 +81,9 @@ class FakeRouter:
     rollback_failures: int = 0
     rollback_fatal: bool = False
     block_at: int | None = None
+    hang_analysis: bool = False
+    """While set, `analyze` hangs (a provider that stopped answering) until `unhang` is set."""
+    unhang: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     blocked: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -131,6 +134,8 @@ class FakeRouter:
         @activity.defn(name="analyze")
         async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
             self.calls.append(("analyze", self.canary))
+            if self.hang_analysis:
+                await asyncio.wait_for(self.unhang.wait(), 120)
             return AnalyzeResult(
                 verdicts=[
                     MetricVerdict(
@@ -506,9 +511,10 @@ class BuggyRollout(RolloutWorkflow):
         super()._record_weights(state)
 
 
-async def test_a_bug_in_workflow_code_does_not_roll_back() -> None:
-    # A server of its own: a workflow stuck on a failing task upsets the shared
-    # server's time skipping for the tests that follow.
+@asynccontextmanager
+async def own_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server for one test whose leftovers would stop the shared server's time
+    skipping for the tests that follow (a workflow task failing on, an abandoned activity)."""
     from tests.conftest import venv_binary  # not at import: the workflow sandbox imports this module
 
     env = await WorkflowEnvironment.start_time_skipping(
@@ -516,9 +522,14 @@ async def test_a_bug_in_workflow_code_does_not_roll_back() -> None:
         test_server_existing_path=venv_binary("temporal-test-server"),
     )
     try:
-        await _bug_scenario(env)
+        yield env
     finally:
         await env.shutdown()
+
+
+async def test_a_bug_in_workflow_code_does_not_roll_back() -> None:
+    async with own_server() as env:
+        await _bug_scenario(env)
 
 
 async def _bug_scenario(env: WorkflowEnvironment) -> None:
@@ -592,3 +603,62 @@ async def test_abort_after_continue_as_new_still_rolls_back(env: WorkflowEnviron
         result = await handle.result()
     assert result.phase is Phase.ABORTED
     assert router.rollbacks() == 1 and router.canary == 0
+
+
+async def test_a_hung_analysis_never_lets_a_bake_end_on_the_pass_before_it(env: WorkflowEnvironment) -> None:
+    # Ticks every 5 s from the shift; the 30 s bake ends while the tick due at 25 s hangs, so the
+    # latest pass (20 s) is more than one interval older than the bake's end. (The test server
+    # does not skip time while an activity runs: the hang costs a few seconds of real time.)
+    router = FakeRouter()
+    spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(22)
+        passing = await until(handle, lambda s: s.analysis.ticks >= 4)
+        router.hang_analysis = True  # the metric source stops answering before the bake ends
+        await env.sleep(10)
+        held = await until(handle, lambda s: "bake over" in s.message)
+        assert router.weights_set() == [10]
+        router.hang_analysis = False
+        router.unhang.set()
+        result = await handle.result()
+    assert passing.verdicts_at is not None and passing.verdicts[0].verdict is Verdict.PASS
+    # Past the bake's end, the pass from before the outage is too old to end it.
+    assert held.step_index == 1 and held.weights is not None and held.weights.canary == 10
+    assert "waiting for a passing analysis tick (last tick: pass recorded at" in held.message
+    assert "too old" in held.message and held.verdicts_at == passing.verdicts_at
+    # Once measurements come back, a fresh pass ends the bake.
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert result.verdicts_at is not None and result.verdicts_at > held.verdicts_at
+
+
+async def test_a_stale_pass_stays_stale_across_continue_as_new() -> None:
+    # As above, and the history is full just as the bake ends (70 events: the bake's timer fires
+    # at event 71), so the rollout continues as new while it waits for a fresh pass. The next
+    # run carries the stale pass and the moment a pass must be newer than, and keeps waiting.
+    # The hung tick is abandoned at the handover, which stops the test server skipping time for
+    # good: hence a server of its own.
+    async with own_server() as env:
+        await _stale_pass_scenario(env)
+
+
+async def _stale_pass_scenario(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}])
+    async with running(env, spec, router, continue_as_new_after_events=70) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(22)
+        await until(handle, lambda s: s.analysis.ticks >= 4)
+        router.hang_analysis = True
+        await env.sleep(10)
+        held = await until(handle, lambda s: s.continued_as_new == 1 and "bake over" in s.message)
+        await env.sleep(3)
+        still = await status_of(handle)
+        assert router.weights_set() == [10]
+        router.hang_analysis = False
+        router.unhang.set()
+        result = await handle.result()
+    assert "too old" in held.message and still.step_index == 1 and still.continued_as_new == 1
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert result.verdicts_at is not None and held.verdicts_at is not None
+    assert result.verdicts_at > held.verdicts_at

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from sluice.activities.notify import headline
+from sluice.contracts import errors
 from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
@@ -104,6 +106,26 @@ async def test_canary_post_promotion_passes_then_promotes(env: WorkflowEnvironme
         result = await handle.result()
     assert result.phase is Phase.PROMOTED and router.rollbacks() == 0
     assert result.analysis.ticks >= 20  # the watch kept analysing for 2 minutes
+
+
+async def test_a_watch_hung_at_its_end_does_not_promote_on_the_pass_before(env: WorkflowEnvironment) -> None:
+    # Ticks every 5 s from the shift to 100%; the 30 s watch ends while the tick due at 25 s hangs.
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 100}], post_promotion="30s")
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 100)
+        await env.sleep(22)
+        await until(handle, lambda s: s.analysis.ticks >= 4)
+        router.hang_analysis = True
+        await env.sleep(10)
+        held = await until(handle, lambda s: "bake over" in s.message)
+        router.hang_analysis = False
+        router.unhang.set()
+        result = await handle.result()
+    assert held.phase is Phase.PROGRESSING and "too old" in held.message
+    assert result.phase is Phase.PROMOTED
+    assert result.verdicts_at is not None and held.verdicts_at is not None
+    assert result.verdicts_at > held.verdicts_at
 
 
 # --- blue/green ---------------------------------------------------------------------------------
@@ -252,6 +274,26 @@ async def test_approval_timeout_can_continue(env: WorkflowEnvironment) -> None:
     assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
 
 
+async def test_a_timed_out_gate_that_continues_is_no_longer_waited_at(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    gate = {"approval": {"timeout": "30s", "on_timeout": "continue"}}
+    spec = spec_with(steps=[{"set_weight": 10}, gate, {"pause": {}}, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await env.sleep(40)
+        after = await until(handle, lambda s: s.step_index == 2)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("approve", op("late", "alice"), result_type=RolloutStatus)
+        await handle.signal("resume", op("go on"))
+        result = await handle.result()
+    assert after.phase is Phase.PAUSED and after.approval is None
+    assert "not waiting for an approval" in str(refused.value.cause)
+    assert result.phase is Phase.PROMOTED and [a.action for a in result.actions] == [
+        "approval_timeout",
+        "resume",
+    ]
+
+
 async def test_cancel_while_awaiting_approval_rolls_back(env: WorkflowEnvironment) -> None:
     router = FakeRouter()
     spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
@@ -310,6 +352,12 @@ class Rings:
         @activity.defn(name="rollback_traffic")
         async def rollback_traffic(inp: RollbackInput) -> TrafficState:
             name, r = self._of(inp.router)
+            if r.rollback_fatal or r.rollback_failures > 0:
+                self.order.append((name, "rollback_failed", r.canary))
+                if r.rollback_fatal:
+                    raise ApplicationError("No such server", type=errors.ROUTER_CONFIG, non_retryable=True)
+                r.rollback_failures -= 1
+                raise ApplicationError("socket refused", type=errors.ROUTER_UNREACHABLE)
             r.canary = 0
             r.calls.append(("rollback", 0))
             self.order.append((name, "rollback", 0))
@@ -558,3 +606,66 @@ async def test_ring_parent_continues_as_new_at_a_gate_and_keeps_every_ring(env: 
     assert result.phase is Phase.ABORTED and rings.routers["a"].canary == 0
     # No rollback happened at the run boundary: exactly one, from the abort.
     assert [n for n, what, _ in rings.order if what == "rollback"] == ["a"]
+
+
+async def test_a_stuck_saga_rollback_is_reported_then_completes(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    rings.routers["b"].verdict = Verdict.FAIL
+    rings.routers["a"].rollback_failures = 10**6  # the router of ring a refuses until released
+    async with ring_rollout(env, ring_spec("a", "b"), rings) as handle:
+        await env.sleep(60)  # ring a promoted, ring b fails its first tick and rolls itself back
+        stuck = await until(handle, lambda s: "STUCK" in s.message and s.rollback is not None)
+        rings.routers["a"].rollback_failures = 0
+        result = await handle.result()
+    # While stuck: loud in the message, in ring a's own line, and in the rollback record.
+    assert stuck.phase is Phase.ROLLING_BACK and "ring a" in stuck.message
+    assert stuck.rings[0].phase is Phase.ROLLING_BACK and "ROLLBACK STUCK" in stuck.rings[0].message
+    assert stuck.rollback is not None and stuck.rollback.last_error is not None
+    assert "socket refused" in stuck.rollback.last_error and stuck.rollback.attempts >= 5
+    # Then it completes: every ring back on stable, verified.
+    assert result.phase is Phase.ROLLED_BACK and "reverse order" in result.message
+    assert all(r.canary == 0 for r in rings.routers.values())
+    assert [r.phase for r in result.rings] == [Phase.ROLLED_BACK] * 2
+    assert result.rollback is not None and result.rollback.verified_at is not None
+    assert result.rollback.attempts > stuck.rollback.attempts
+
+
+async def test_a_saga_rollback_that_fails_for_good_fails_the_ring_rollout_loudly(
+    env: WorkflowEnvironment,
+) -> None:
+    rings = Rings("a", "b", "c")
+    rings.routers["c"].verdict = Verdict.FAIL
+    rings.routers["b"].rollback_fatal = True  # ring b's router refuses for good (RouterConfig)
+    async with ring_rollout(env, ring_spec("a", "b", "c"), rings) as handle:
+        try:
+            with pytest.raises(WorkflowFailureError) as failure:
+                await asyncio.wait_for(handle.result(), 60)
+        finally:
+            with contextlib.suppress(RPCError):
+                await handle.terminate("the test gave up waiting")
+        status = await handle.query("status", result_type=RolloutStatus)
+        history = await handle.fetch_history()
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "RollbackFailed" and failure.value.cause.non_retryable
+    # One attempt at ring b (non-retryable), then ring a is still rolled back: nothing is left
+    # on the new version that could be put back.
+    assert [(n, what) for n, what, _ in rings.order if what.startswith("rollback")] == [
+        ("c", "rollback"),
+        ("b", "rollback_failed"),
+        ("a", "rollback"),
+    ]
+    assert (rings.routers["a"].canary, rings.routers["b"].canary, rings.routers["c"].canary) == (0, 100, 0)
+    # The final status says which rings are where.
+    assert status.phase is Phase.FAILED and "ROLLBACK FAILED" in status.message
+    assert "still on the new version: b" in status.message
+    assert "back on stable: a, c" in status.message
+    assert [r.phase for r in status.rings] == [Phase.ROLLED_BACK, Phase.FAILED, Phase.ROLLED_BACK]
+    assert "No such server" in status.rings[1].message
+    # History stays bounded: one rollback activity per earlier ring, no rescheduling loop.
+    scheduled = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "rollback_traffic"
+    ]
+    assert len(scheduled) == 2 and len(history.events) < 120

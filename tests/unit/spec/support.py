@@ -19,6 +19,7 @@ COMPARE = yaml.safe_load((ROOT / "examples" / "compare.yaml").read_text())
 AWS_EXAMPLES = {
     name: ROOT / "examples" / f"{name}.yaml" for name in ("alb", "lambda_alias", "apigateway", "route53")
 }
+PROXY_EXAMPLES = {name: ROOT / "examples" / f"{name}.yaml" for name in ("nginx", "traefik", "caddy")}
 
 
 def rejected(mutate: Any) -> SpecError:

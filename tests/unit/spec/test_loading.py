@@ -63,7 +63,7 @@ def test_unknown_fields_are_errors(mutate: Any, where: str) -> None:
 def test_every_problem_is_listed_at_once() -> None:
     def many(d: dict[str, Any]) -> None:
         d["steps"][0] = {"set_weight": 200}
-        d["router"]["type"] = "nginx"
+        d["router"]["type"] = "envoy"
         d["extra"] = 1
 
     assert {i.path for i in rejected(many).issues} == {"steps[0].set_weight", "router", "extra"}

@@ -104,13 +104,16 @@ DIGESTS = {
     "alb": "5cd98a097fffd6c8",
     "apigateway": "e59db79cd3a49d82",
     "blue_green": "03aecba4130c916e",
+    "caddy": "6b4ab27c6d73611c",
     "compare": "8ea9a74692f10780",
     "compose": "0392d11299c096d2",
     "lambda_alias": "5e4239cc922f6725",
+    "nginx": "f6c72b67a3c9624a",
     "notify": "322524ca99b547c0",
     "rings": "aacf472d9fd8c166",
     "rollout": "65b138b82b63ccf0",
     "route53": "2d89c142f552bc6b",
+    "traefik": "19f416be6c56f9d2",
 }
 """Each example's digest as main computed it before the spec became a package: a CI re-run of an
 unchanged spec must keep recognising its rollout."""

@@ -14,6 +14,7 @@ from sluice.contracts.spec import (
 from tests.unit.spec.support import (
     AWS_EXAMPLES,
     EXAMPLE,
+    PROXY_EXAMPLES,
     aws_issues,
     example,
     only_issue,
@@ -22,8 +23,8 @@ from tests.unit.spec.support import (
 
 
 def test_unknown_router_type() -> None:
-    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__("type", "nginx")))
-    assert path == "router" and "'nginx'" in msg and "haproxy" in msg
+    path, msg = only_issue(rejected(lambda d: d["router"].__setitem__("type", "envoy")))
+    assert path == "router" and "'envoy'" in msg and "haproxy" in msg
 
 
 @pytest.mark.parametrize("field", ["backend", "stable_server", "canary_server"])
@@ -159,3 +160,99 @@ def test_router_timeout_must_be_positive(timeout: str) -> None:
 def test_aws_names_are_matched_to_the_true_end(name: str, field: str) -> None:
     [(path, msg)] = aws_issues(name, lambda d: d["router"].__setitem__(field, d["router"][field] + "\n"))
     assert path == f"router.{field}" and "\\n" in msg
+
+
+# --- NGINX, Traefik, Caddy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PROXY_EXAMPLES))
+def test_each_proxy_example_validates_and_plans(name: str) -> None:
+    spec = load_spec(PROXY_EXAMPLES[name].read_text(), str(PROXY_EXAMPLES[name]))
+    assert spec.router.type == name
+    assert name in static_summary(spec)
+    assert spec.router.describe() in static_details(build_plan(spec), "test")
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value", "hint"),
+    [
+        ("nginx", "upstream_file", "sluice/checkout.conf", "an absolute path"),
+        ("nginx", "upstream_file", "/etc/nginx/a b.conf", "an absolute path"),
+        ("nginx", "config", "/etc/nginx/nginx.conf;", "an absolute path"),
+        ("nginx", "canary_server", "10.0.0.12:8080 backup", "an NGINX server address"),
+        ("nginx", "canary_server", "10.0.0.12:8080;server 1.2.3.4:80", "an NGINX server address"),
+        ("nginx", "stable_server", "10.0.0.11:0", "an NGINX server address"),
+        ("nginx", "stable_server", "10.0.0.11:65536", "port above 65535"),
+        ("nginx", "binary", "nginx -g", "a program name"),
+        ("traefik", "api_url", "127.0.0.1:8080", "not an http(s) URL"),
+        ("traefik", "service", "checkout@file", "letters, digits"),
+        ("traefik", "canary_service", "checkout v2", "a Traefik service name"),
+        ("traefik", "dynamic_file", "dynamic.yaml", "an absolute path"),
+        ("caddy", "admin_address", "unix//run/caddy.sock", "host:port"),
+        ("caddy", "canary_upstream", "http://10.0.0.12:8080", "host:port"),
+        ("caddy", "handler_id", "checkout proxy", "letters, digits"),
+    ],
+)
+def test_proxy_router_fields_are_checked(name: str, field: str, value: str, hint: str) -> None:
+    [(path, msg)] = aws_issues(name, lambda d: d["router"].__setitem__(field, value))
+    assert path == f"router.{field}" and hint in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("nginx", "upstream_file"),
+        ("nginx", "canary_server"),
+        ("traefik", "service"),
+        ("traefik", "stable_service"),
+        ("caddy", "handler_id"),
+        ("caddy", "canary_upstream"),
+    ],
+)
+def test_proxy_names_are_matched_to_the_true_end(name: str, field: str) -> None:
+    [(path, msg)] = aws_issues(name, lambda d: d["router"].__setitem__(field, d["router"][field] + "\n"))
+    assert path == f"router.{field}" and "\\n" in msg
+
+
+@pytest.mark.parametrize("name", sorted(PROXY_EXAMPLES))
+@pytest.mark.parametrize(("timeout", "hint"), [("0s", "longer than 0s"), ("21s", "at most 20s")])
+def test_proxy_router_timeouts_are_bounded(name: str, timeout: str, hint: str) -> None:
+    [(path, msg)] = aws_issues(name, lambda d: d["router"].__setitem__("timeout", timeout))
+    assert path == "router.timeout" and hint in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "path", "hint"),
+    [
+        ("nginx", lambda r: r.__setitem__("canary_server", r["stable_server"]), "router", "same server"),
+        (
+            "nginx",
+            lambda r: r.__setitem__("upstream_file", r["config"]),
+            "router.upstream_file",
+            "main config",
+        ),
+        (
+            "traefik",
+            lambda r: r.__setitem__("canary_service", r["stable_service"] + "@file"),
+            "router",
+            "same service",
+        ),
+        ("traefik", lambda r: r.__setitem__("service", r["stable_service"]), "router.service", "cannot also"),
+        (
+            "caddy",
+            lambda r: r.__setitem__("canary_upstream", r["stable_upstream"]),
+            "router",
+            "same upstream",
+        ),
+    ],
+)
+def test_proxy_router_consistency(name: str, mutate: Any, path: str, hint: str) -> None:
+    [(where, msg)] = aws_issues(name, lambda d: mutate(d["router"]))
+    assert where == path and hint in msg
+
+
+@pytest.mark.parametrize("name", sorted(PROXY_EXAMPLES))
+def test_haproxy_counters_need_haproxy_and_the_hint_fits_the_proxy(name: str) -> None:
+    metric = {"name": "router-5xx", "provider": "haproxy", "max": 0.01}
+    [(path, msg)] = aws_issues(name, lambda d: d["analysis"]["metrics"].append(metric))
+    assert path.endswith(".provider") and "provider http or prometheus" in msg
