@@ -56,6 +56,16 @@ class Comparison(BaseModel):
     tolerance: float
     rejected: bool
     log_lr: list[list[float]] = Field(default_factory=list)
+    baseline_requests: float = 0.0
+    baseline_events: list[float] = Field(default_factory=list)
+    """Stable's requests and events (per kind) over the intervals in which it served requests:
+    what an interval without stable traffic (the post-promotion watch) is compared with."""
+    against_baseline: bool = False
+    """True if this tick's interval had no stable requests and was judged against the baseline."""
+    spread: list[list[float]] = Field(default_factory=list)
+    """Per event kind, stable's interval statistics the clustering is estimated from."""
+    dispersion: list[float] = Field(default_factory=list)
+    """Per event kind, the clustering factor this tick's evidence was divided by (1: none)."""
 
 
 class MetricVerdict(BaseModel):

@@ -1,5 +1,5 @@
 """The `sluice` command: validate, plan, start, status, list, pause/resume/promote/abort, approve,
-dev, worker, codec-server.
+backtest, dev, worker, codec-server.
 
 Exit codes (see `sluice.cli.exits.ExitCode`): 0 ok or promoted, 1 rolled back, 2 invalid input,
 3 aborted by an operator or cancelled, 4 another rollout is running for the service (or this
@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", type=_service)
     p.add_argument("--by", required=True, help="who approves (checked against the gate's approvers)")
     p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's history and status)")
+
+    p = add(
+        "backtest",
+        "judge recorded counters (JSON lines) with a spec's `compare: stable` analysis, tick by "
+        "tick, as the workflow would; no Temporal needed",
+    )
+    p.add_argument("-f", "--file", required=True, help="spec file, or - for stdin")
+    p.add_argument("--data", required=True, help="JSON lines, one record per analysis tick, or - for stdin")
 
     p = add("dev", "run a local Temporal dev server with Sluice's search attributes", False)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -400,6 +408,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cmd_validate(args, console)
     if args.command == "plan":
         return cmd_plan(args, console)
+    if args.command == "backtest":
+        from sluice.cli.backtest import cmd_backtest  # numpy and the judge: only when needed
+
+        return cmd_backtest(args, console)
     if args.command == "schema":
         console.say(json.dumps(rollout_json_schema(), indent=2))
         return ExitCode.OK

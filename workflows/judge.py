@@ -4,7 +4,11 @@ Rules (documented in the README's spec reference):
 - a tick fails if any metric fails; it is inconclusive if none fails and any is inconclusive;
 - more failing ticks in total than `failure_limit` rolls back;
 - more inconclusive ticks in a row than `inconclusive_limit` applies `on_inconclusive`
-  (`rollback`, or `pause` for a human to decide); a passing or failing tick ends the run.
+  (`rollback`, or `pause` for a human to decide); a passing or failing tick ends the run;
+- a bake under analysis ends (and the rollout moves on) only after a passing tick
+  (`may_end_bake`), so a canary too quiet to judge never moves on silently.
+
+`sluice backtest` runs these same functions on recorded counts.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ def tick_verdict(verdicts: list[MetricVerdict]) -> Verdict:
     if Verdict.INCONCLUSIVE in kinds or not verdicts:
         return Verdict.INCONCLUSIVE
     return Verdict.PASS
+
+
+def may_end_bake(verdicts: list[MetricVerdict]) -> bool:
+    """Whether a timed bake ending after this tick moves on: only if the tick passed."""
+    return tick_verdict(verdicts) is Verdict.PASS
 
 
 def judge(

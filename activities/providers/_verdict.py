@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from sluice.contracts.status import MetricVerdict, Verdict
+from sluice.contracts.status import Comparison, MetricVerdict, Verdict
 from sluice.contracts.text import cap
 
 
@@ -22,6 +22,7 @@ def verdict(
     value: float | None = None,
     bound: str = "",
     counts: dict[str, float] | None = None,
+    comparison: Comparison | None = None,
 ) -> MetricVerdict:
     """A MetricVerdict stamped with the current time (activities may read the real clock)."""
     return MetricVerdict(
@@ -32,6 +33,7 @@ def verdict(
         detail=cap(detail),
         counts=counts or {},
         at=datetime.now(UTC),
+        comparison=comparison,
     )
 
 

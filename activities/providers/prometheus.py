@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 
-from sluice.activities.providers._compare import compare_verdict
+from sluice.activities.providers._compare import compare_verdict, latency_totals
 from sluice.activities.providers._verdict import bounds, number, value_verdict, verdict
 from sluice.activities.sequential import Totals
 from sluice.contracts.calls import AnalyzeInput
@@ -162,7 +162,10 @@ class PrometheusQuery:
                 canary_h, stable_h = await asyncio.gather(
                     *(self._buckets(metric, render_query(metric.histogram, tick, v), since) for v in versions)
                 )
-                events, totals = _latency_totals(canary_h, stable_h)
+                shared = latency_totals(canary_h, stable_h)
+                if shared is None:
+                    raise QueryProblem("the two versions' histograms share no finite bucket bound (`le`)")
+                events, totals = shared
                 kind: Literal["errors", "latency"] = "latency"
             else:
                 assert metric.requests is not None and metric.errors is not None
@@ -306,17 +309,3 @@ def _single_value(data: Any, query: str) -> float:
 
 def _bound(metric: PrometheusMetric) -> str:
     return bounds(metric.min, metric.max)
-
-
-def _latency_totals(canary: dict[float, float], stable: dict[float, float]) -> tuple[list[str], Totals]:
-    """Per finite bucket bound shared by both versions, requests slower than it (total - bucket)."""
-    bounds = sorted(b for b in canary.keys() & stable.keys() if math.isfinite(b))
-    if not bounds:
-        raise QueryProblem("the two versions' histograms share no finite bucket bound (`le`)")
-    c_total, s_total = canary[math.inf], stable[math.inf]
-    return [f"slower than {b:g}s" for b in bounds], Totals(
-        canary_requests=c_total,
-        stable_requests=s_total,
-        canary_events=tuple(max(0.0, c_total - canary[b]) for b in bounds),
-        stable_events=tuple(max(0.0, s_total - stable[b]) for b in bounds),
-    )

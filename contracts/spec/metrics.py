@@ -31,7 +31,8 @@ class _MetricBase(SpecModel):
 class _ComparableMetric(_MetricBase):
     """Fields of `compare: stable`: an anytime-valid sequential test of the new version against stable.
 
-    The test rejects (the verdict fails) once its e-value reaches `1/alpha`; it passes only
+    The test rejects (the verdict fails) once its e-value reaches `M/alpha`, with alpha split
+    over the analysis' `M` compare metrics so it bounds the whole analysis; it passes only
     while there is no rejection and both versions have served `min_requests`; with less
     traffic it is inconclusive. See `activities/sequential.py` for the formula and papers.
     """
@@ -39,9 +40,14 @@ class _ComparableMetric(_MetricBase):
     compare: Literal["stable"] | None = None
     """`stable`: a sequential test against the stable version instead of fixed bounds."""
     alpha: Annotated[Number, Field(gt=0, le=0.2)] = 0.01
-    """With `compare`: the false-rollback probability allowed over the whole rollout."""
+    """With `compare`: the false-rollback probability of the analysis, split over its compare metrics."""
     tolerance: Annotated[Number, Field(ge=0, le=10)] = 0.1
     """With `compare`: fail only above (1 + tolerance) times stable's rate."""
+    clustering: Literal["independent", "estimate"] = Field(
+        "independent", exclude_if=lambda v: v == "independent"
+    )
+    """With `compare`: `independent` (the test's model) or `estimate` clustering from stable's spread."""
+    # Left out of the spec's dump (and so of its digest) at its default: existing specs keep theirs.
 
     def _compare_rule(self, what: str, min_requests: int) -> str:
         return (

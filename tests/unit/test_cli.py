@@ -299,6 +299,7 @@ def test_sluice_console_script_matches_module() -> None:
         "resume",
         "promote",
         "abort",
+        "backtest",
         "dev",
     ],
 )

@@ -105,3 +105,58 @@ async def test_the_tests_state_survives_continue_as_new(env: WorkflowEnvironment
     assert [inp.previous[0].comparison.canary_requests for inp in router.inputs[1:]] == [  # type: ignore[union-attr]
         100 * k for k in range(1, len(router.inputs))
     ]
+
+
+@dataclass
+class PromotedRouter(ComparingRouter):
+    """Stable serves nothing at 100%; from then on the new version fails `failing` of 1000 requests a tick."""
+
+    failing: float = 0.92
+    totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+
+    def activities(self) -> list[Callable[..., Any]]:
+        others = FakeRouter.activities(self)[:3]
+
+        @activity.defn(name="analyze")
+        async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
+            self.inputs.append(inp)
+            step = (1000, 0, 1000 * self.failing, 0) if self.canary == 100 else (100, 900, 1, 9)
+            self.totals = [a + b for a, b in zip(self.totals, step, strict=True)]
+            c_req, s_req, c_err, s_err = self.totals
+            m = inp.metrics[0]
+            verdict = compare_verdict(
+                m.name,
+                "errors",
+                ["5xx"],
+                Totals(c_req, s_req, (c_err,), (s_err,)),
+                inp,
+                alpha=0.01,
+                tolerance=0.1,
+                min_requests=50,
+            )
+            return AnalyzeResult(verdicts=[verdict])
+
+        return [*others, analyze]
+
+
+def watched_spec() -> Any:
+    spec = compare_spec().model_dump(mode="json", exclude_none=True)
+    return parse_spec({**spec, "post_promotion": "2m"})
+
+
+async def test_a_version_failing_in_the_post_promotion_watch_is_switched_back(
+    env: WorkflowEnvironment,
+) -> None:
+    router = PromotedRouter(failing=0.92)
+    async with running(env, watched_spec(), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.ROLLED_BACK and router.canary == 0
+    assert "compared with its rate recorded before (1%" in result.message
+
+
+async def test_a_healthy_version_passes_the_post_promotion_watch(env: WorkflowEnvironment) -> None:
+    router = PromotedRouter(failing=0.01)
+    async with running(env, watched_spec(), router) as handle:
+        result = await handle.result()
+    assert result.phase is Phase.PROMOTED and router.canary == 100
+    assert result.verdicts[0].comparison is not None and result.verdicts[0].comparison.against_baseline
