@@ -34,11 +34,10 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         RollbackState,
         RolloutStatus,
-        Verdict,
         Weights,
     )
     from sluice.workflows.analysis import AnalysisRun
-    from sluice.workflows.judge import Decision, tick_verdict
+    from sluice.workflows.judge import Decision, may_end_bake, tick_verdict
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.steering import (
         ACTIVITY_TIMEOUT,
@@ -333,7 +332,8 @@ class RolloutWorkflow(RolloutBase):
         return workflow.patched("watch-ends-on-a-fresh-pass")  # histories before it promoted on any
 
     def _last_tick_passed(self) -> bool:
-        return bool(self._status.verdicts) and tick_verdict(self._status.verdicts) is Verdict.PASS
+        # The bake-end rule `sluice backtest` runs too (workflows.judge.may_end_bake).
+        return bool(self._status.verdicts) and may_end_bake(self._status.verdicts)
 
     def _passed_since(self, moment: datetime) -> bool:
         """The latest tick passed and was recorded at or after `moment`."""
