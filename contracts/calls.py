@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from sluice.contracts.durations import Duration
 from sluice.contracts.spec import MetricSpec, RingRolloutSpec, RolloutSpec, RouterSpec
-from sluice.contracts.status import MetricVerdict, RolloutStatus
+from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 
 
 class OperatorInput(BaseModel):
@@ -47,6 +47,9 @@ class CarriedState(BaseModel):
     """At the handover: the analysis was ticking, and the next run resumes it."""
     pass_needed_after: datetime | None = None
     """While a bake that has ended waits for a fresh pass: the pass must be recorded after this."""
+    applied: Weights | None = None
+    """The split Sluice last applied and read back: what a tick's read of the router must find.
+    None in runs from before drift detection (and before the first change)."""
 
 
 class RolloutInput(BaseModel):
@@ -139,6 +142,10 @@ class AnalyzeInput(BaseModel):
 
 
 class AnalyzeResult(BaseModel):
-    """Verdicts of one tick, in the order of the spec's metrics."""
+    """Verdicts of one tick, in the order of the spec's metrics, and the split read with them."""
 
     verdicts: list[MetricVerdict]
+    weights: TrafficState | None = None
+    """The router's split as read during the tick (None from workers before drift detection)."""
+    weights_error: str = ""
+    """Why the split could not be read, if it could not (the verdicts stand regardless)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -30,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from sluice.contracts.status import (
+        TOO_LATE,
+        Drift,
         OperatorActionKind,
         Phase,
         RollbackState,
@@ -94,7 +97,13 @@ class RolloutWorkflow(RolloutBase):
         )
         """Everything a next run needs, carried whole at continue-as-new: the status, the
         operator's pause, where the steps stand, the analysis baselines and evidence."""
-        self._analysis = AnalysisRun(inp.spec, self._state, lambda: self._stop is not None, self._act_on)
+        self._analysis = AnalysisRun(
+            inp.spec, self._state, lambda: self._stop is not None, self._act_on, watch=self
+        )
+        # Traffic changes (steps, drift re-applies) one at a time; the epoch tells a tick's read
+        # of the router that a change started or ended while it read (see `found`).
+        self._traffic_lock = asyncio.Lock()
+        self._traffic_epoch = 0
         # Steering of this run only: none of it is pending when the rollout continues as new.
         self._promote_requested = False
         self._waiting_at_step: int | None = None
@@ -197,8 +206,18 @@ class RolloutWorkflow(RolloutBase):
         return self._status
 
     def _accepts(self, action: OperatorActionKind, inp: OperatorInput) -> bool:
-        """Record an operator action; once the rollout is ending, steering has no effect."""
+        """Record an operator action; once the rollout is ending, steering has no effect.
+
+        A signal that arrives then is recorded as `<action>_too_late`, with who and why (runs
+        from before that rule dropped it unrecorded).
+        """
         if self._status.phase.is_final or self._stop is not None or self._status.rollback:
+            if workflow.patched("late-signals-are-recorded"):
+                ending = f"already {self._status.phase.value}" if self._status.phase.is_final else "ending"
+                why = inp.reason or "none given"
+                reason = f"arrived too late, the rollout is {ending}; their reason: {why}"
+                self._record_action(TOO_LATE[action], reason, inp.by)
+                self._publish()
             return False
         self._record_action(action, inp.reason, inp.by)
         return True
@@ -269,17 +288,13 @@ class RolloutWorkflow(RolloutBase):
             # Blue/green: the preview analysis is over; the post-switch analysis starts afresh.
             await self._analysis.restart()
         self._status.traffic_touched = True
-        state = await workflow.execute_activity(
-            set_traffic,
-            SetTrafficInput(router=self._spec.router, canary_weight=weight),
-            start_to_close_timeout=TRAFFIC_TIMEOUT,
-            retry_policy=ROUTER_RETRY,
-            # Wait for an in-flight change to finish before compensating, so a late
-            # "canary 50%" can never land after the rollback's "canary 0%".
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"shift to {weight}%",
-        )
-        self._record_weights(state)
+        async with self._traffic_lock:  # a drift re-apply in flight finishes first
+            self._traffic_epoch += 1
+            try:
+                state = await self._set_traffic(weight, f"shift to {weight}%")
+            finally:
+                self._traffic_epoch += 1
+            self._record_weights(state)
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # The shift finished instead of being cancelled, which swallows the cancel
@@ -294,6 +309,18 @@ class RolloutWorkflow(RolloutBase):
         if weight > 0 and not self._analysis.active and self._spec.analysis is not None:
             self._analysis.measure_from(state)
             self._start_analysis()
+
+    async def _set_traffic(self, weight: int, summary: str) -> TrafficState:
+        return await workflow.execute_activity(
+            set_traffic,
+            SetTrafficInput(router=self._spec.router, canary_weight=weight),
+            start_to_close_timeout=TRAFFIC_TIMEOUT,
+            retry_policy=ROUTER_RETRY,
+            # Wait for an in-flight change to finish before compensating, so a late
+            # "canary 50%" can never land after the rollback's "canary 0%".
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary,
+        )
 
     async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time.
@@ -457,6 +484,91 @@ class RolloutWorkflow(RolloutBase):
             self._state.operator_paused = True
         self._publish()
 
+    # --- drift: the router is the truth --------------------------------------------------
+
+    def traffic_epoch(self) -> int:
+        """Changes at the start and the end of every traffic change (`TrafficWatch`)."""
+        return self._traffic_epoch
+
+    async def found(
+        self, state: TrafficState, epoch: int, on_drift: Literal["reapply", "pause", "rollback"]
+    ) -> None:
+        """An analysis tick read `state` from the router: show it, and handle a drift per `on_drift`.
+
+        The read is dropped if a traffic change started or ended while it was taken (it may
+        show the split before the change, or half of it), or once the rollout is ending. Else
+        it becomes `status.weights`, and a split other than the one Sluice last applied is a
+        drift: recorded in `status.drift` (loud in the UI, a `traffic_drifted` webhook once per
+        drift) and handled: `reapply` sets the applied split again (every tick that finds it
+        off), `pause` pauses once per drift for a human, leaving traffic where it was found,
+        `rollback` rolls back.
+        """
+        if epoch != self._traffic_epoch or self._traffic_lock.locked() or self._interrupted():
+            return
+        if self._status.rollback is not None or self._status.phase.is_final:
+            return
+        if not workflow.patched("drift-is-noticed"):
+            return
+        now = workflow.now()
+        read = Weights(stable=state.stable_weight, canary=state.canary_weight)
+        self._status.weights, self._status.weights_at = read, now
+        expected, drift = self._state.applied, self._status.drift
+        if expected is None or read == expected:
+            if drift is not None and drift.resolved_at is None:
+                drift.resolved_at = now
+            self._publish()
+            return
+        if drift is None or drift.resolved_at is not None or drift.expected != expected:
+            drift = Drift(
+                expected=expected, found=read, since=now, at=now, detail=state.detail, action=on_drift
+            )
+            self._status.drift = drift
+            first = True
+        else:
+            drift.found, drift.at, drift.detail, drift.action = read, now, state.detail, on_drift
+            drift.count += 1
+            first = False
+        what = (
+            f"traffic drifted: Sluice applied stable {expected.stable}% / new {expected.canary}% "
+            f"but the router has stable {read.stable}% / new {read.canary}%"
+        )
+        if on_drift == "rollback":
+            self._stop = (Phase.ROLLED_BACK, f"{what} (on_drift: rollback)")
+        elif on_drift == "pause":
+            if first and not self._state.operator_paused:
+                self._record_action("pause", f"{what} (on_drift: pause)", "sluice")
+                self._state.operator_paused = True
+                self._status.message = f"PAUSED, {what}; fix the router or `sluice resume` / `abort`"
+        else:
+            before, self._status.message = self._status.message, f"{what}; re-applying it (on_drift: reapply)"
+            self._publish()
+            if await self._reapply(expected, drift):
+                self._status.message = before
+        self._publish()
+
+    async def _reapply(self, expected: Weights, drift: Drift) -> bool:
+        """Set `expected` again, unless a traffic change or the end came first (False); a failure
+        is said in the message (False) and waits for the next tick, which finds the drift again."""
+        async with self._traffic_lock:
+            if self._interrupted() or self._state.applied != expected:
+                return False
+            self._traffic_epoch += 1
+            try:
+                summary = f"re-apply {expected.canary}% (traffic drifted)"
+                state = await self._set_traffic(expected.canary, summary)
+            except ActivityError as err:
+                self._status.message = (
+                    f"TRAFFIC DRIFTED and re-applying stable {expected.stable}% / new {expected.canary}% "
+                    f"failed: {failure_cause(err)}; the next analysis tick tries again"
+                )
+                return False
+            finally:
+                self._traffic_epoch += 1
+            self._record_weights(state)
+        drift.reapplied += 1
+        drift.resolved_at = workflow.now()
+        return True
+
     # --- compensation and the end -----------------------------------------------------------
 
     async def _compensate(self, phase: Phase, reason: str) -> None:
@@ -497,7 +609,10 @@ class RolloutWorkflow(RolloutBase):
     # --- visibility -------------------------------------------------------------------------
 
     def _record_weights(self, state: TrafficState) -> None:
+        """A split Sluice applied (or found at preflight) and read back: the one drift is measured from."""
         self._status.weights = Weights(stable=state.stable_weight, canary=state.canary_weight)
+        self._status.weights_at = workflow.now()
+        self._state.applied = self._status.weights
         self._publish()
 
     def _current_phase(self) -> Phase:
