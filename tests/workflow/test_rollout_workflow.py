@@ -84,6 +84,10 @@ class FakeRouter:
     hang_analysis: bool = False
     """While set, `analyze` hangs (a provider that stopped answering) until `unhang` is set."""
     unhang: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_rollback: bool = False
+    """While set, `rollback_traffic` waits for `release` (a rollback that takes its time)."""
+    reads_weights: bool = True
+    """`analyze` returns the split it reads, as the real activity does."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     blocked: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -120,6 +124,9 @@ class FakeRouter:
 
         @activity.defn(name="rollback_traffic")
         async def rollback_traffic(inp: RollbackInput) -> TrafficState:
+            if self.hold_rollback:
+                self.blocked.set()
+                await self.release.wait()
             if self.rollback_fatal:
                 self.calls.append(("rollback_failed", 0))
                 raise ApplicationError("No such server", type=errors.ROUTER_CONFIG, non_retryable=True)
@@ -148,7 +155,8 @@ class FakeRouter:
                         at=datetime.now(UTC),
                     )
                     for m in inp.metrics
-                ]
+                ],
+                weights=self.state() if self.reads_weights else None,
             )
 
         return [preflight, set_traffic, rollback_traffic, analyze]
