@@ -9,9 +9,10 @@ file's weights unless the config keeps them in a `server-state-file`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -94,7 +95,14 @@ async def test_analyze_reads_a_split_set_by_hand(reloadable: HAProxyInstance, de
         {"name": "smoke", "provider": "http", "url": demo.canary.url + "/", "min_success_ratio": 1}
     )
     inp = AnalyzeInput(service=SERVICE, version="v2", router=router, metrics=[metric])
-    result = await ActivityEnvironment().run(analyze, inp)
+    # A slow measurement (1 s) with a 0.3 s heartbeat timeout: it heartbeats as it measures.
+    demo.canary.control(latency_ms=1000)
+    beats: list[object] = []
+    measuring = ActivityEnvironment()
+    measuring.info = dataclasses.replace(measuring.info, heartbeat_timeout=timedelta(milliseconds=300))
+    measuring.on_heartbeat = lambda *details: beats.append(details)
+    result = await measuring.run(analyze, inp)
+    assert len(beats) >= 5, beats
     assert result.verdicts[0].metric == "smoke"
     assert result.weights is not None and (result.weights.stable_weight, result.weights.canary_weight) == (
         50,
