@@ -1,4 +1,4 @@
-"""The rollout's activities: preflight, set_traffic, rollback_traffic, analyze.
+"""The rollout's activities: preflight, set_traffic, rollback_traffic, read_traffic, analyze.
 
 Each is idempotent (a retry repeats a declarative change or a read) and names what went
 wrong through `ApplicationError.type` (see `contracts.errors`).
@@ -20,6 +20,7 @@ from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
     PreflightInput,
+    ReadTrafficInput,
     RollbackInput,
     SetTrafficInput,
     TrafficState,
@@ -45,6 +46,12 @@ async def rollback_traffic(inp: RollbackInput) -> TrafficState:
     activity.logger.warning("rolling back to 100%% stable: %s", inp.reason)
     state = await router_for(inp.router).set_weights(0)
     return state.model_copy(update={"attempt": activity.info().attempt})
+
+
+@activity.defn(name="read_traffic")
+async def read_traffic(inp: ReadTrafficInput) -> TrafficState:
+    """The router's current split, changing nothing (a wait without analysis watching for drift)."""
+    return await router_for(inp.router).read_weights()
 
 
 @activity.defn(name="analyze")
@@ -86,5 +93,12 @@ async def _heartbeat_while_running() -> None:
         await asyncio.sleep(every)
 
 
-ALL_ACTIVITIES: list[Callable[..., Any]] = [preflight, set_traffic, rollback_traffic, analyze, notify]
+ALL_ACTIVITIES: list[Callable[..., Any]] = [
+    preflight,
+    set_traffic,
+    rollback_traffic,
+    read_traffic,
+    analyze,
+    notify,
+]
 """Every activity the worker registers."""

@@ -115,6 +115,12 @@ class SetTrafficInput(BaseModel):
     canary_weight: int = Field(ge=0, le=100)
 
 
+class ReadTrafficInput(BaseModel):
+    """Read the current split; changes nothing."""
+
+    router: RouterSpec
+
+
 class RollbackInput(BaseModel):
     """Put 100% on stable and verify it; `reason` is for logs only."""
 

@@ -10,6 +10,7 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -18,12 +19,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import preflight, set_traffic
+    from sluice.activities.rollout import preflight, read_traffic, set_traffic
     from sluice.contracts import errors, names
     from sluice.contracts.calls import (
         CarriedState,
         OperatorInput,
         PreflightInput,
+        ReadTrafficInput,
         RolloutInput,
         SetTrafficInput,
         TrafficState,
@@ -59,6 +61,10 @@ ROUTER_RETRY = RetryPolicy(
     non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
 )
 """Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
+
+TRAFFIC_WATCH_INTERVAL = timedelta(seconds=10)
+"""How often a wait without analysis reads the router (analysis ticks read it themselves): about
+every other default analysis interval, at about 10 history events per read."""
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
@@ -104,6 +110,7 @@ class RolloutWorkflow(RolloutBase):
         # of the router that a change started or ended while it read (see `found`).
         self._traffic_lock = asyncio.Lock()
         self._traffic_epoch = 0
+        self._watch: asyncio.Task[None] | None = None
         # Steering of this run only: none of it is pending when the rollout continues as new.
         self._promote_requested = False
         self._waiting_at_step: int | None = None
@@ -140,6 +147,8 @@ class RolloutWorkflow(RolloutBase):
                 self._start_analysis()
         elif self._state.analysis_running:
             self._start_analysis()
+        if workflow.patched("waits-read-the-router"):
+            self._watch = asyncio.create_task(self._watch_traffic())
         return await self._run_to_the_end(Phase.ROLLED_BACK, "a step failed for good")
 
     async def _advance(self) -> RolloutStatus | None:
@@ -147,6 +156,7 @@ class RolloutWorkflow(RolloutBase):
         if self._stop is not None:
             return None
         await self._analysis.stop()
+        await self._stop_watch()
         return await self._finish(Phase.PROMOTED, self._promoted_message())
 
     # --- operator signals and the status query -------------------------------------------
@@ -446,6 +456,7 @@ class RolloutWorkflow(RolloutBase):
         the caller then handles it. Never runs the compensation.
         """
         await self._analysis.hand_over()
+        await self._stop_watch()
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._interrupted():
@@ -546,6 +557,48 @@ class RolloutWorkflow(RolloutBase):
                 self._status.message = before
         self._publish()
 
+    async def _watch_traffic(self) -> None:
+        """Read the router every `TRAFFIC_WATCH_INTERVAL` while traffic was shifted and no analysis
+        runs (whose ticks read it themselves): a rollout without analysis, waiting at a bake,
+        `pause: {}` or an approval gate, notices drift too. Handled per `analysis.on_drift`, or
+        re-applied when the spec has no analysis. A failed read is logged and tried next time.
+        """
+        spec = self._spec.analysis
+        on_drift: Literal["reapply", "pause", "rollback"] = spec.on_drift if spec is not None else "reapply"
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._status.traffic_touched
+                    and not self._analysis.active
+                    and not self._traffic_lock.locked()  # a shift under way may start the analysis
+                )
+            )
+            await workflow.sleep(TRAFFIC_WATCH_INTERVAL, summary="next read of the router")
+            if self._analysis.active or self._interrupted():
+                continue
+            epoch = self._traffic_epoch
+            try:
+                state = await workflow.execute_activity(
+                    read_traffic,
+                    ReadTrafficInput(router=self._spec.router),
+                    start_to_close_timeout=TRAFFIC_TIMEOUT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    summary="read the router's split",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("could not read the router's split: %s", failure_cause(err))
+                continue
+            await self.found(state, epoch, on_drift)
+
+    async def _stop_watch(self) -> None:
+        """End `_watch_traffic` and wait for it (a re-apply in flight finishes first)."""
+        task, self._watch = self._watch, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def _reapply(self, expected: Weights, drift: Drift) -> bool:
         """Set `expected` again, unless a traffic change or the end came first (False); a failure
         is said in the message (False) and waits for the next tick, which finds the drift again."""
@@ -574,6 +627,7 @@ class RolloutWorkflow(RolloutBase):
     async def _compensate(self, phase: Phase, reason: str) -> None:
         """Put 100% on stable and verify it; retry in rounds until it works, saying so loudly."""
         await self._analysis.stop()
+        await self._stop_watch()
         if not self._status.traffic_touched:
             await self._finish(phase, f"{reason}; traffic was never shifted, nothing to roll back")
             return

@@ -18,7 +18,15 @@ from temporalio.testing import WorkflowEnvironment
 from sluice.contracts.notify import NotifyInput, RolloutEvent
 from sluice.contracts.spec import RolloutSpec, parse_spec
 from sluice.contracts.status import Phase
-from tests.workflow.test_rollout_workflow import FakeRouter, make_spec, op, running, status_of, until
+from tests.workflow.test_rollout_workflow import (
+    ROUTER,
+    FakeRouter,
+    make_spec,
+    op,
+    running,
+    status_of,
+    until,
+)
 
 STEPS = [{"set_weight": 10}, {"pause": "1m"}, {"set_weight": 100}]
 HOOK = [{"url": "http://127.0.0.1:9/hook"}]
@@ -101,6 +109,29 @@ async def test_drift_can_roll_back(env: WorkflowEnvironment) -> None:
     assert result.weights is not None and result.weights.canary == 0
     assert result.drift is not None and result.drift.found.canary == 30
     assert router.weights_set() == [10]
+
+
+async def test_a_wait_without_analysis_reads_the_router_and_re_applies(env: WorkflowEnvironment) -> None:
+    spec = parse_spec(
+        {
+            "service": "checkout",
+            "version": "v2",
+            "stable_version": "v1",
+            "router": ROUTER,
+            "steps": [{"set_weight": 10}, {"pause": {}}, {"set_weight": 100}],
+        }
+    )
+    router = FakeRouter()
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.phase is Phase.PAUSED and s.weights is not None)
+        router.canary = 0  # a reload while the rollout waits for a human
+        await env.sleep(25)
+        fixed = await until(handle, lambda s: s.drift is not None and s.drift.resolved_at is not None)
+        await handle.signal("resume", op("go on", "bob"))
+        result = await handle.result()
+    assert ("read_traffic", 0) in router.calls
+    assert fixed.drift is not None and fixed.drift.action == "reapply" and fixed.drift.found.canary == 0
+    assert router.weights_set() == [10, 10, 100] and result.phase is Phase.PROMOTED
 
 
 async def test_a_read_during_a_traffic_change_is_not_drift(env: WorkflowEnvironment) -> None:

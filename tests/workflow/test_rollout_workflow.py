@@ -27,6 +27,7 @@ from sluice.contracts.calls import (
     AnalyzeResult,
     OperatorInput,
     PreflightInput,
+    ReadTrafficInput,
     RollbackInput,
     RolloutInput,
     ServerCounters,
@@ -138,6 +139,11 @@ class FakeRouter:
             self.calls.append(("rollback", 0))
             return self.state().model_copy(update={"attempt": activity.info().attempt})
 
+        @activity.defn(name="read_traffic")
+        async def read_traffic(inp: ReadTrafficInput) -> TrafficState:
+            self.calls.append(("read_traffic", self.canary))
+            return self.state()
+
         @activity.defn(name="analyze")
         async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
             self.calls.append(("analyze", self.canary))
@@ -159,7 +165,7 @@ class FakeRouter:
                 weights=self.state() if self.reads_weights else None,
             )
 
-        return [preflight, set_traffic, rollback_traffic, analyze]
+        return [preflight, set_traffic, rollback_traffic, read_traffic, analyze]
 
     def weights_set(self) -> list[int]:
         return [w for kind, w in self.calls if kind == "set_traffic"]
