@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from sluice.activities.rollout import analyze, preflight, rollback_traffic, set_traffic
+from sluice.activities.rollout import analyze, preflight, read_traffic, rollback_traffic, set_traffic
 from sluice.activities.routers import router_for
 from sluice.contracts.calls import AnalyzeInput, OperatorInput, RolloutInput
 from sluice.contracts.spec import HttpMetric, parse_spec
@@ -159,7 +159,7 @@ async def test_a_rollout_re_applies_its_split_after_a_hand_edit_and_a_reload(
             env.client,
             task_queue=queue,
             workflows=[RolloutWorkflow],
-            activities=[preflight, set_traffic, rollback_traffic, analyze],
+            activities=[preflight, set_traffic, rollback_traffic, read_traffic, analyze],
         ):
             handle = await env.client.start_workflow(
                 RolloutWorkflow.run,
