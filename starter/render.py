@@ -297,6 +297,9 @@ class Progress:
             out.append(f"step {step_label(s.step_index, s.step_count)}: {s.step}")
         if s.weights is not None and (prev is None or prev.weights != s.weights):
             out.append("weights " + weights_line(s.weights, s.stable_version, s.version))
+        d, was = s.drift, prev.drift if prev else None
+        if d is not None and (was is None or was.since != d.since or was.resolved_at != d.resolved_at):
+            out.append(drift_line(s).split(maxsplit=1)[1])
         out += self._ring_changes(prev, s)
         return out
 

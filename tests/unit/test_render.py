@@ -106,3 +106,23 @@ def test_status_says_how_old_the_verdicts_and_weights_are_and_shows_drift_loudly
     assert "TRAFFIC DRIFTED" not in text and "reapply, re-applied 1x, back at 12:00:00" in text
     assert "ago" not in text
     assert "TRAFFIC DRIFTED" not in current_details(done) and "re-applied 1×" in current_details(done)
+
+
+def test_progress_announces_a_drift_and_its_end() -> None:
+    from sluice.contracts.status import Drift
+
+    at = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+    drift = Drift(
+        expected=Weights(stable=90, canary=10),
+        found=Weights(stable=100, canary=0),
+        since=at,
+        at=at,
+        action="reapply",
+    )
+    progress = Progress()
+    progress.update(status([]))
+    lines = progress.update(status([], drift=drift))
+    assert any(line.startswith("TRAFFIC DRIFTED since") for line in lines), lines
+    assert progress.update(status([], drift=drift)) == []
+    done = drift.model_copy(update={"resolved_at": at, "reapplied": 1})
+    assert any("re-applied 1x" in line for line in progress.update(status([], drift=done)))
