@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from sluice.contracts.notify import NotifyInput, RolloutEvent
@@ -23,6 +24,7 @@ from tests.workflow.test_rollout_workflow import (
     FakeRouter,
     make_spec,
     op,
+    own_server,
     running,
     status_of,
     until,
@@ -194,3 +196,31 @@ async def test_a_burst_of_signals_is_recorded_whole(env: WorkflowEnvironment) ->
     assert sorted(a.by for a in result.actions) == sorted(f"op{i}" for i in range(len(names)))
     assert sum(a.action == "abort" for a in result.actions) == 1
     assert result.phase is Phase.ABORTED
+
+
+async def test_a_tick_lost_with_its_worker_is_retried_after_one_heartbeat_timeout() -> None:
+    # The tick hangs without heartbeating (its worker died): Temporal notices at the heartbeat
+    # timeout (one interval, at least 5 s), not at start-to-close (15 s), and runs it again.
+    # The abandoned attempt would stop the shared server skipping time: a server of its own.
+    async with own_server() as env:
+        router = FakeRouter()
+        spec = make_spec([{"set_weight": 10}, {"pause": "30s"}, {"set_weight": 100}])
+        async with running(env, spec, router) as handle:
+            await until(handle, lambda s: s.analysis.ticks >= 1)
+            router.lose_a_tick = True
+            result = await handle.result()
+            history = await handle.fetch_history()
+    events = {e.event_id: e for e in history.events}
+    retried = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.attempt == 2
+    ]
+    assert len(retried) == 1
+    # The test server keeps no `last_failure`; which timeout fired shows in server time: the
+    # second attempt started after the heartbeat timeout (5 s), before start-to-close (15 s).
+    scheduled = events[retried[0].activity_task_started_event_attributes.scheduled_event_id]
+    waited = (retried[0].event_time.ToDatetime() - scheduled.event_time.ToDatetime()).total_seconds()
+    assert 5 <= waited < 15, waited
+    assert result.phase is Phase.PROMOTED

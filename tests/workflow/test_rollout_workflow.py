@@ -88,6 +88,8 @@ class FakeRouter:
     hold_rollback: bool = False
     """While set, `rollback_traffic` waits for `release` (a rollback that takes its time)."""
     reads_weights: bool = True
+    lose_a_tick: bool = False
+    """The next `analyze` hangs without heartbeating, as on a worker that died mid-tick."""
     """`analyze` returns the split it reads, as the real activity does."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     blocked: asyncio.Event = field(default_factory=asyncio.Event)
@@ -147,6 +149,9 @@ class FakeRouter:
         @activity.defn(name="analyze")
         async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
             self.calls.append(("analyze", self.canary))
+            if self.lose_a_tick:
+                self.lose_a_tick = False
+                await asyncio.sleep(3600)
             if self.hang_analysis:
                 await asyncio.wait_for(self.unhang.wait(), 120)
             return AnalyzeResult(
