@@ -98,6 +98,9 @@ class TrafficState(BaseModel):
     stable_counters: ServerCounters | None = None
     """The stable server's counters read together with `canary_counters` (routers that have them)."""
     detail: str = ""
+    instances: list[Weights] = Field(default_factory=list)
+    """With several router instances (HAProxy fleets): each one's split, in the spec's order.
+    The split above is the one giving the new version the most; drift is any instance off."""
     attempt: int = 1
     """Which attempt of the activity produced this state (the rollback reports it)."""
 

@@ -524,11 +524,15 @@ class RolloutWorkflow(RolloutBase):
         read = Weights(stable=state.stable_weight, canary=state.canary_weight)
         self._status.weights, self._status.weights_at = read, now
         expected, drift = self._state.applied, self._status.drift
-        if expected is None or read == expected:
+        # With several router instances, one reloaded instance is drift even if another still
+        # has the split: the first instance off the expected split is the one reported.
+        off = [w for w in [read, *state.instances] if w != expected]
+        if expected is None or not off:
             if drift is not None and drift.resolved_at is None:
                 drift.resolved_at = now
             self._publish()
             return
+        read = off[0]
         if drift is None or drift.resolved_at is not None or drift.expected != expected:
             drift = Drift(
                 expected=expected, found=read, since=now, at=now, detail=state.detail, action=on_drift

@@ -16,9 +16,10 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from sluice.contracts.calls import SetTrafficInput, TrafficState
 from sluice.contracts.notify import NotifyInput, RolloutEvent
 from sluice.contracts.spec import RolloutSpec, parse_spec
-from sluice.contracts.status import Phase
+from sluice.contracts.status import Phase, Weights
 from tests.workflow.test_rollout_workflow import (
     ROUTER,
     FakeRouter,
@@ -133,6 +134,49 @@ async def test_a_wait_without_analysis_reads_the_router_and_re_applies(env: Work
         result = await handle.result()
     assert ("read_traffic", 0) in router.calls
     assert fixed.drift is not None and fixed.drift.action == "reapply" and fixed.drift.found.canary == 0
+    assert router.weights_set() == [10, 10, 100] and result.phase is Phase.PROMOTED
+
+
+@dataclass
+class TwoInstances(FakeRouter):
+    """Two HAProxy instances; `second` is the other one's canary weight when it differs."""
+
+    second: int | None = None
+
+    def state(self) -> TrafficState:
+        state = super().state()
+        other = self.canary if self.second is None else self.second
+        return state.model_copy(
+            update={
+                "instances": [
+                    Weights(stable=100 - self.canary, canary=self.canary),
+                    Weights(stable=100 - other, canary=other),
+                ]
+            }
+        )
+
+    def activities(self) -> list[Callable[..., Any]]:
+        found = super().activities()
+
+        @activity.defn(name="set_traffic")
+        async def set_traffic(inp: SetTrafficInput) -> TrafficState:
+            self.canary, self.second = inp.canary_weight, None
+            self.calls.append(("set_traffic", inp.canary_weight))
+            return self.state()
+
+        return [set_traffic if a.__name__ == "set_traffic" else a for a in found]
+
+
+async def test_one_reloaded_instance_of_two_is_drift(env: WorkflowEnvironment) -> None:
+    router = TwoInstances()
+    async with running(env, make_spec(STEPS), router) as handle:
+        await until(handle, lambda s: s.weights is not None and s.weights.canary == 10)
+        await env.sleep(12)
+        router.second = 0  # one of the two HAProxy instances was reloaded
+        await env.sleep(6)
+        fixed = await until(handle, lambda s: s.drift is not None and s.drift.resolved_at is not None)
+        result = await handle.result()
+    assert fixed.drift is not None and fixed.drift.found.canary == 0 and fixed.drift.expected.canary == 10
     assert router.weights_set() == [10, 10, 100] and result.phase is Phase.PROMOTED
 
 
