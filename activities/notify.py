@@ -82,6 +82,12 @@ def headline(event: RolloutEvent) -> str:
     if event.kind == "verdict_failed":
         names = ", ".join(v.metric for v in event.failed) or "a metric"
         return f"{who} {versions}: analysis failed ({names})"
+    if event.kind == "traffic_drifted" and event.drift is not None:
+        d = event.drift
+        return (
+            f"{who} {versions}: TRAFFIC DRIFTED, expected new {d.expected.canary}% but found "
+            f"{d.found.canary}% ({d.action})"
+        )
     return f"{who} {versions}: {_PHASE_WORDS.get(event.phase, event.phase)}"
 
 

@@ -1,4 +1,4 @@
-"""The rollout's activities: preflight, set_traffic, rollback_traffic, analyze.
+"""The rollout's activities: preflight, set_traffic, rollback_traffic, read_traffic, analyze.
 
 Each is idempotent (a retry repeats a declarative change or a read) and names what went
 wrong through `ApplicationError.type` (see `contracts.errors`).
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from sluice.activities.notify import notify
 from sluice.activities.providers import provider_for
@@ -19,10 +20,12 @@ from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
     PreflightInput,
+    ReadTrafficInput,
     RollbackInput,
     SetTrafficInput,
     TrafficState,
 )
+from sluice.contracts.text import cap
 
 
 @activity.defn(name="preflight")
@@ -45,12 +48,57 @@ async def rollback_traffic(inp: RollbackInput) -> TrafficState:
     return state.model_copy(update={"attempt": activity.info().attempt})
 
 
+@activity.defn(name="read_traffic")
+async def read_traffic(inp: ReadTrafficInput) -> TrafficState:
+    """The router's current split, changing nothing (a wait without analysis watching for drift)."""
+    return await router_for(inp.router).read_weights()
+
+
 @activity.defn(name="analyze")
 async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
-    """Measure every metric of one analysis tick concurrently and return their verdicts."""
-    verdicts = await asyncio.gather(*(provider_for(m).measure(m, inp) for m in inp.metrics))
-    return AnalyzeResult(verdicts=list(verdicts))
+    """Measure every metric of one analysis tick concurrently and read the router's split with them.
+
+    Heartbeats while it measures (when the workflow gave it a heartbeat timeout), so that a
+    tick lost with its worker is noticed within that timeout, not at start-to-close. A failed
+    read of the split never fails the tick: the verdicts stand, and `weights_error` says why.
+    """
+    beating = asyncio.create_task(_heartbeat_while_running())
+    try:
+        verdicts, weights = await asyncio.gather(
+            asyncio.gather(*(provider_for(m).measure(m, inp) for m in inp.metrics)),
+            _read_split(inp),
+        )
+    finally:
+        beating.cancel()
+    state, error = weights
+    return AnalyzeResult(verdicts=list(verdicts), weights=state, weights_error=error)
 
 
-ALL_ACTIVITIES: list[Callable[..., Any]] = [preflight, set_traffic, rollback_traffic, analyze, notify]
+async def _read_split(inp: AnalyzeInput) -> tuple[TrafficState | None, str]:
+    try:
+        return await router_for(inp.router).read_weights(), ""
+    except Exception as err:  # any failure to read is reported with the tick, never raised
+        message = err.message if isinstance(err, ApplicationError) else f"{type(err).__name__}: {err}"
+        return None, cap(message)
+
+
+async def _heartbeat_while_running() -> None:
+    """Heartbeat every third of the heartbeat timeout (if any) until cancelled."""
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return
+    every = max(timeout.total_seconds() / 3, 0.1)
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(every)
+
+
+ALL_ACTIVITIES: list[Callable[..., Any]] = [
+    preflight,
+    set_traffic,
+    rollback_traffic,
+    read_traffic,
+    analyze,
+    notify,
+]
 """Every activity the worker registers."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from sluice.contracts.durations import Duration
 from sluice.contracts.spec import MetricSpec, RingRolloutSpec, RolloutSpec, RouterSpec
-from sluice.contracts.status import MetricVerdict, RolloutStatus
+from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 
 
 class OperatorInput(BaseModel):
@@ -47,6 +47,9 @@ class CarriedState(BaseModel):
     """At the handover: the analysis was ticking, and the next run resumes it."""
     pass_needed_after: datetime | None = None
     """While a bake that has ended waits for a fresh pass: the pass must be recorded after this."""
+    applied: Weights | None = None
+    """The split Sluice last applied and read back: what a tick's read of the router must find.
+    None in runs from before drift detection (and before the first change)."""
 
 
 class RolloutInput(BaseModel):
@@ -95,6 +98,9 @@ class TrafficState(BaseModel):
     stable_counters: ServerCounters | None = None
     """The stable server's counters read together with `canary_counters` (routers that have them)."""
     detail: str = ""
+    instances: list[Weights] = Field(default_factory=list)
+    """With several router instances (HAProxy fleets): each one's split, in the spec's order.
+    The split above is the one giving the new version the most; drift is any instance off."""
     attempt: int = 1
     """Which attempt of the activity produced this state (the rollback reports it)."""
 
@@ -110,6 +116,12 @@ class SetTrafficInput(BaseModel):
 
     router: RouterSpec
     canary_weight: int = Field(ge=0, le=100)
+
+
+class ReadTrafficInput(BaseModel):
+    """Read the current split; changes nothing."""
+
+    router: RouterSpec
 
 
 class RollbackInput(BaseModel):
@@ -139,6 +151,10 @@ class AnalyzeInput(BaseModel):
 
 
 class AnalyzeResult(BaseModel):
-    """Verdicts of one tick, in the order of the spec's metrics."""
+    """Verdicts of one tick, in the order of the spec's metrics, and the split read with them."""
 
     verdicts: list[MetricVerdict]
+    weights: TrafficState | None = None
+    """The router's split as read during the tick (None from workers before drift detection)."""
+    weights_error: str = ""
+    """Why the split could not be read, if it could not (the verdicts stand regardless)."""

@@ -90,8 +90,30 @@ class Weights(BaseModel):
 
 
 OperatorActionKind = Literal[
-    "pause", "resume", "promote", "abort", "cancel", "approve", "approve_refused", "approval_timeout"
+    "pause",
+    "resume",
+    "promote",
+    "abort",
+    "cancel",
+    "approve",
+    "approve_refused",
+    "approval_timeout",
+    "pause_too_late",
+    "resume_too_late",
+    "promote_too_late",
+    "abort_too_late",
 ]
+"""`<signal>_too_late`: the signal arrived once the rollout was ending (rolling back, or final)
+and had no effect; it is recorded all the same, with who sent it and why."""
+
+
+TOO_LATE: dict[OperatorActionKind, OperatorActionKind] = {
+    "pause": "pause_too_late",
+    "resume": "resume_too_late",
+    "promote": "promote_too_late",
+    "abort": "abort_too_late",
+}
+"""The kind a steering signal is recorded as when it arrives once the rollout is ending."""
 
 
 class OperatorAction(BaseModel):
@@ -102,6 +124,32 @@ class OperatorAction(BaseModel):
     by: str
     at: datetime
     step_index: int
+
+
+class Drift(BaseModel):
+    """The router was found at a split other than the one Sluice last applied.
+
+    Kept after it ends (`resolved_at`), until the next drift replaces it; `count` says how many
+    analysis ticks found a split other than `expected` since `since`.
+    """
+
+    expected: Weights
+    """The split Sluice last applied (and read back)."""
+    found: Weights
+    """The split the latest drifting tick read from the router."""
+    since: datetime
+    """When a tick first found this drift."""
+    at: datetime
+    """When a tick last found it."""
+    detail: str = ""
+    """What the router said (e.g. each HAProxy instance's weights)."""
+    action: Literal["reapply", "pause", "rollback"]
+    """What the spec's `analysis.on_drift` did about it."""
+    count: int = 1
+    reapplied: int = 0
+    """How many times Sluice re-applied `expected` (`on_drift: reapply`)."""
+    resolved_at: datetime | None = None
+    """When a read found `expected` again (re-applied, or put back by hand)."""
 
 
 class AnalysisCounters(BaseModel):
@@ -176,5 +224,9 @@ class RolloutStatus(BaseModel):
     """A ring rollout's rings in order (empty for a single rollout)."""
     keep_stable_until: datetime | None = None
     """Blue/green: blue (stable) must stay deployed until then (`scale_down_delay` after the switch)."""
+    weights_at: datetime | None = None
+    """When `weights` were last read from the router (after a change, or by an analysis tick)."""
+    drift: Drift | None = None
+    """The latest time the router was found at a split Sluice had not applied; see `Drift`."""
     started_at: datetime
     finished_at: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sluice.contracts.durations import format_duration
 from sluice.contracts.plan import Plan, how, versions, where
@@ -41,6 +41,24 @@ def weights_line(weights: Weights | None, stable: str | None, version: str) -> s
     if weights is None:
         return "not set yet"
     return f"{stable or 'stable'} {weights.stable}% · {version} {weights.canary}%"
+
+
+def drift_line(s: RolloutStatus) -> str:
+    """`DRIFT     expected ... found ...`: loud while the router is off Sluice's split."""
+    d = s.drift
+    assert d is not None
+    expected = weights_line(d.expected, s.stable_version, s.version)
+    found = weights_line(d.found, s.stable_version, s.version)
+    done = f", re-applied {d.reapplied}x" if d.reapplied else ""
+    if d.resolved_at is None:
+        return (
+            f"DRIFT     TRAFFIC DRIFTED since {when(d.since)}: expected {expected}, found {found} "
+            f"(on_drift: {d.action}{done})"
+        )
+    return (
+        f"drift     at {when(d.since)} found {found} instead of {expected}; "
+        f"{d.action}{done}, back at {clock(d.resolved_at)}"
+    )
 
 
 def verdict_line(v: MetricVerdict) -> str:
@@ -137,17 +155,39 @@ def _ring_lines(spec: RingRolloutSpec) -> list[str]:
 # --- status ---------------------------------------------------------------------------------
 
 
-def render_status(status: RolloutStatus, ui_link: str | None = None, note: str | None = None) -> list[str]:
-    """`note` is what Temporal knows and the status cannot say (e.g. it was terminated)."""
+def age(at: datetime | None, now: datetime) -> str:
+    """`12s ago` (whole seconds, or a duration such as `3m12s`); `-` if there is no moment."""
+    if at is None:
+        return "-"
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    seconds = max(int((now - at).total_seconds()), 0)
+    return f"{format_duration(timedelta(seconds=seconds)) if seconds else '0s'} ago"
+
+
+def render_status(
+    status: RolloutStatus, ui_link: str | None = None, note: str | None = None, now: datetime | None = None
+) -> list[str]:
+    """`note` is what Temporal knows and the status cannot say (e.g. it was terminated).
+
+    While the rollout runs, the weights and the latest verdicts say how old they are (from
+    `now`, the local clock by default): a verdict much older than the analysis interval is a
+    lost or hung measurement.
+    """
     s = status
+    now = now or datetime.now(UTC)
+    running = not s.phase.is_final
+    read = f" (read {age(s.weights_at, now)})" if running and s.weights_at is not None else ""
     lines = [
         f"{s.service} {s.stable_version or 'stable'} → {s.version}: {s.phase.value.upper()}",
         f"  NOTE: {note}" if note else "",
         f"  {s.message}" if s.message else "",
         f"  step      {step_label(s.step_index, s.step_count)}: {s.step}",
-        f"  weights   {weights_line(s.weights, s.stable_version, s.version)}",
+        f"  weights   {weights_line(s.weights, s.stable_version, s.version)}{read}",
         f"  started   {when(s.started_at)}",
     ]
+    if s.drift is not None:
+        lines.append(f"  {drift_line(s)}")
     if s.finished_at is not None:
         took = format_duration(s.finished_at - s.started_at)
         lines.append(f"  finished  {when(s.finished_at)} (after {took})")
@@ -159,7 +199,11 @@ def render_status(status: RolloutStatus, ui_link: str | None = None, note: str |
         )
     lines = [line for line in lines if line]
     if s.verdicts:
-        lines += ["", "  last verdicts:"]
+        recorded = ""
+        if s.verdicts_at is not None:
+            how_old = f", {age(s.verdicts_at, now)}" if running else ""
+            recorded = f" (recorded {clock(s.verdicts_at)} UTC{how_old})"
+        lines += ["", f"  last verdicts{recorded}:"]
         rows = [
             [
                 v.metric,
@@ -253,6 +297,9 @@ class Progress:
             out.append(f"step {step_label(s.step_index, s.step_count)}: {s.step}")
         if s.weights is not None and (prev is None or prev.weights != s.weights):
             out.append("weights " + weights_line(s.weights, s.stable_version, s.version))
+        d, was = s.drift, prev.drift if prev else None
+        if d is not None and (was is None or was.since != d.since or was.resolved_at != d.resolved_at):
+            out.append(drift_line(s).split(maxsplit=1)[1])
         out += self._ring_changes(prev, s)
         return out
 

@@ -1,8 +1,9 @@
 """The analysis of one rollout run: the loop of ticks in the background, its stop flag, its evidence.
 
 Workflow code, deterministic. Each tick is a timer for `interval`, then one `analyze`
-activity that measures every metric; its verdicts are folded into the status by `record`,
-and the rollout acts on the decision (roll back, pause). The baselines and the evidence
+activity that measures every metric and reads the router's split; its verdicts are folded
+into the status by `record`, the rollout acts on the decision (roll back, pause), and then
+on the split it read (`TrafficWatch`: drift is noticed and handled). The baselines and the evidence
 (each `compare: stable` metric's last verdict, holding its sequential test's state) live in
 the rollout's `CarriedState`, so they cross continue-as-new with it; only the task and the
 stop flag belong to one run.
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Literal, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,10 +36,25 @@ ANALYSIS_RETRY = RetryPolicy(maximum_attempts=2, initial_interval=timedelta(mill
 ANALYZE_FLOOR = timedelta(seconds=15)
 """The least time one `analyze` attempt gets. A tick's providers cut themselves off by their own
 timeouts (a Prometheus query: 5 s by default, retried up to twice; HTTP smoke requests: 2 s
-each), so a healthy tick ends well within this, and a longer one is hung. It is also how long a
-tick lost with its worker waits before another worker retries it: `analyze` does not heartbeat,
-so its start-to-close timeout is the only way Temporal notices. Meanwhile no bake ends on the
-pass before it (see `RolloutStatus.verdicts_at`)."""
+each), so a healthy tick ends well within this, and a longer one is hung. Meanwhile no bake
+ends on the pass before it (see `RolloutStatus.verdicts_at`)."""
+
+HEARTBEAT_FLOOR = timedelta(seconds=5)
+"""The least heartbeat timeout of an `analyze` attempt. `analyze` heartbeats every third of its
+heartbeat timeout while it measures, so a tick lost with its worker (SIGKILL, a lost host) is
+noticed after one heartbeat timeout, not after the start-to-close timeout, and retried on
+another worker. Below 5 s a worker whose event loop stalls for a moment under load (a GC
+pause, a burst of workflow tasks) would lose ticks that were still running fine."""
+
+
+def analyze_heartbeat_timeout(spec: AnalysisSpec) -> timedelta:
+    """Heartbeat timeout of one `analyze` attempt: one interval, at least `HEARTBEAT_FLOOR`.
+
+    A tick lost with its worker is then retried within about one interval (issue 17: with only
+    the start-to-close timeout, 15 s at least, bakes could end meanwhile on an older pass; they
+    no longer do, but the analysis should not go blind for that long either).
+    """
+    return max(spec.interval, HEARTBEAT_FLOOR)
 
 
 def analyze_timeout(spec: AnalysisSpec) -> timedelta:
@@ -47,6 +64,24 @@ def analyze_timeout(spec: AnalysisSpec) -> timedelta:
     long enough for bakes to end on the last pass from before a fault.
     """
     return max(spec.interval, ANALYZE_FLOOR)
+
+
+class TrafficWatch(Protocol):
+    """What the rollout offers the analysis so that each tick's read of the router is checked.
+
+    `traffic_epoch()` changes whenever a traffic change starts or ends; a read that began in
+    another epoch than the one it ends in proves nothing about drift and is dropped.
+    """
+
+    def traffic_epoch(self) -> int:
+        """A number that changes at the start and the end of every traffic change."""
+        ...
+
+    async def found(
+        self, state: TrafficState, epoch: int, on_drift: Literal["reapply", "pause", "rollback"]
+    ) -> None:
+        """A tick read `state` from the router, having started in `epoch`; handle any drift."""
+        ...
 
 
 class AnalysisRun:
@@ -62,11 +97,13 @@ class AnalysisRun:
         state: CarriedState,
         halted: Callable[[], bool],
         on_tick: Callable[[Decision], None],
+        watch: TrafficWatch | None = None,
     ) -> None:
         self._rollout = rollout
         self._state = state
         self._halted = halted
         self._on_tick = on_tick
+        self._watch = watch
         self._task: asyncio.Task[None] | None = None
         self._spec: AnalysisSpec | None = None
         self._stopping = False
@@ -134,6 +171,8 @@ class AnalysisRun:
         status = self._state.status
         while not self._halted() and not self._stopping:
             await workflow.sleep(spec.interval, summary=f"next analysis in {interval}")
+            epoch = self._watch.traffic_epoch() if self._watch is not None else 0
+            read = None
             try:
                 result = await workflow.execute_activity(
                     analyze,
@@ -149,15 +188,20 @@ class AnalysisRun:
                         previous=list(self._state.evidence),
                     ),
                     start_to_close_timeout=analyze_timeout(spec),
+                    heartbeat_timeout=analyze_heartbeat_timeout(spec),
                     retry_policy=ANALYSIS_RETRY,
                     summary=f"analysis #{status.analysis.ticks + 1}",
                 )
-                verdicts = result.verdicts
+                verdicts, read = result.verdicts, result.weights
+                if result.weights_error:
+                    workflow.logger.warning("tick could not read the split: %s", result.weights_error)
             except ActivityError as err:
                 verdicts = [_unmeasured(m.name, failure_cause(err)) for m in spec.metrics]
             if self._halted() or self._stopping or status.phase.is_final:
                 return
             self._on_tick(self.record(spec, verdicts))
+            if read is not None and self._watch is not None and not (self._halted() or self._stopping):
+                await self._watch.found(read, epoch, spec.on_drift)
 
 
 def _unmeasured(metric: str, why: str) -> MetricVerdict:

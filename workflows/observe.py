@@ -1,11 +1,12 @@
 """What a rollout tells the outside world as it runs: Sluice's metrics and webhook notifications.
 
 Workflow code, deterministic: the rollout calls `RolloutObserver.changed` each time it
-publishes its status. A phase change (including the start) and an analysis tick with a
-failing verdict each become a `notify` activity per target, run as a background task so
-the rollout never waits for a webhook, and never fails because of one. Metrics go through
-`workflow.metric_meter()`, which Temporal skips during replay, so they count each event once
-and appear on the worker's Prometheus endpoint next to the Temporal runtime's own.
+publishes its status. A phase change (including the start), an analysis tick with a
+failing verdict and a new drift of the router's split each become a `notify` activity per
+target, run as a background task so the rollout never waits for a webhook, and never fails
+because of one. Metrics go through `workflow.metric_meter()`, which Temporal skips during
+replay, so they count each event once and appear on the worker's Prometheus endpoint next to
+the Temporal runtime's own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts import errors
     from sluice.contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
     from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
-    from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+    from sluice.contracts.status import Drift, MetricVerdict, Phase, RolloutStatus, Verdict
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -58,6 +59,7 @@ class RolloutObserver:
         # After continue-as-new the carried phase and tick count are already told.
         self._last_phase: Phase | None = carried.phase if carried is not None else None
         self._last_tick = carried.analysis.ticks if carried is not None else 0
+        self._last_drift = carried.drift.since if carried is not None and carried.drift else None
         self._sequence = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._meters: tuple[MetricCounter, MetricCounter, MetricCounter, MetricHistogramFloat] | None = None
@@ -76,6 +78,9 @@ class RolloutObserver:
             failed = [v for v in status.verdicts if v.verdict is Verdict.FAIL]
             if failed:
                 self._send("verdict_failed", status, None, failed)
+        if status.drift is not None and status.drift.since != self._last_drift:
+            self._last_drift = status.drift.since
+            self._send("traffic_drifted", status, None, [], status.drift)
 
     async def drain(self) -> None:
         """Give notifications in flight up to `DRAIN_TIMEOUT` before the run ends."""
@@ -125,7 +130,12 @@ class RolloutObserver:
     # --- notifications ----------------------------------------------------------------------
 
     def _send(
-        self, kind: EventKind, status: RolloutStatus, previous: Phase | None, failed: list[MetricVerdict]
+        self,
+        kind: EventKind,
+        status: RolloutStatus,
+        previous: Phase | None,
+        failed: list[MetricVerdict],
+        drift: Drift | None = None,
     ) -> None:
         if not self._spec.notify:
             return
@@ -147,6 +157,7 @@ class RolloutObserver:
             failed=failed,
             at=workflow.now(),
             ring=self._ring,
+            drift=drift,
         )
         for target in self._spec.notify:
             task = asyncio.create_task(self._deliver(target, event))

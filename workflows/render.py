@@ -19,7 +19,10 @@ def current_details(status: RolloutStatus) -> str:
         f"- step {status.step_index + 1}/{status.step_count}: {status.step}",
     ]
     if status.weights is not None:
-        lines.append(f"- weights: stable {status.weights.stable}% · new {status.weights.canary}%")
+        read = f" (read {status.weights_at:%H:%M:%S} UTC)" if status.weights_at is not None else ""
+        lines.append(f"- weights: stable {status.weights.stable}% · new {status.weights.canary}%{read}")
+    if status.drift is not None:
+        lines.append(drift_line(status))
     a = status.analysis
     if a.ticks:
         lines.append(
@@ -57,3 +60,20 @@ def current_details(status: RolloutStatus) -> str:
         last = status.actions[-1]
         lines += ["", f"last action: **{last.action}** by {last.by}: {_cell(last.reason)}"]
     return "\n".join(lines)
+
+
+def drift_line(status: RolloutStatus) -> str:
+    """The latest drift of the router's split: loud while it lasts, a note once resolved."""
+    d = status.drift
+    assert d is not None
+    expected = f"stable {d.expected.stable}% · new {d.expected.canary}%"
+    found = f"stable {d.found.stable}% · new {d.found.canary}%"
+    seen = f"since {d.since:%H:%M:%S} UTC, {d.count} tick{'s' if d.count != 1 else ''}"
+    done = f"; re-applied {d.reapplied}×" if d.reapplied else ""
+    if d.resolved_at is None:
+        how = f"on_drift: {d.action}{done}"
+        return f"- ⚠️ **TRAFFIC DRIFTED**: expected {expected}, found {found} ({seen}; {how})"
+    return (
+        f"- traffic had drifted to {found} at {d.since:%H:%M:%S} UTC (expected {expected}); "
+        f"{d.action}{done}, back at {d.resolved_at:%H:%M:%S} UTC"
+    )

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from sluice.contracts.spec import ApprovalSpec, RingRolloutSpec
     from sluice.contracts.status import (
+        TOO_LATE,
         OperatorActionKind,
         Phase,
         RingStatus,
@@ -335,7 +336,15 @@ class RingRolloutWorkflow(RolloutBase):
         return self._status
 
     def _accepts(self, action: OperatorActionKind, inp: OperatorInput) -> bool:
+        """Record an operator action; once the rollout is ending it has no effect, and is recorded
+        as `<action>_too_late` with who and why (runs from before that rule dropped it)."""
         if self._status.phase.is_final or self._stop is not None or self._status.phase is Phase.ROLLING_BACK:
+            if workflow.patched("late-signals-are-recorded"):
+                ending = f"already {self._status.phase.value}" if self._status.phase.is_final else "ending"
+                why = inp.reason or "none given"
+                reason = f"arrived too late, the rollout is {ending}; their reason: {why}"
+                self._record_action(TOO_LATE[action], reason, inp.by)
+                self._publish()
             return False
         self._record_action(action, inp.reason, inp.by)
         return True

@@ -10,19 +10,22 @@ trigger it (see shared/DESIGN.md, "Temporal rules that bite").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sluice.activities.rollout import preflight, set_traffic
+    from sluice.activities.rollout import preflight, read_traffic, set_traffic
     from sluice.contracts import errors, names
     from sluice.contracts.calls import (
         CarriedState,
         OperatorInput,
         PreflightInput,
+        ReadTrafficInput,
         RolloutInput,
         SetTrafficInput,
         TrafficState,
@@ -30,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import AnalysisSpec, ApprovalSpec, RolloutSpec, Step
     from sluice.contracts.status import (
+        TOO_LATE,
+        Drift,
         OperatorActionKind,
         Phase,
         RollbackState,
@@ -55,6 +60,10 @@ ROUTER_RETRY = RetryPolicy(
     non_retryable_error_types=[errors.ROUTER_CONFIG, errors.ROUTER_REJECTED],
 )
 """Traffic changes: a few quick retries, then the step has failed for good (and rolls back)."""
+
+TRAFFIC_WATCH_INTERVAL = timedelta(seconds=10)
+"""How often a wait without analysis reads the router (analysis ticks read it themselves): about
+every other default analysis interval, at about 10 history events per read."""
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
@@ -93,7 +102,14 @@ class RolloutWorkflow(RolloutBase):
         )
         """Everything a next run needs, carried whole at continue-as-new: the status, the
         operator's pause, where the steps stand, the analysis baselines and evidence."""
-        self._analysis = AnalysisRun(inp.spec, self._state, lambda: self._stop is not None, self._act_on)
+        self._analysis = AnalysisRun(
+            inp.spec, self._state, lambda: self._stop is not None, self._act_on, watch=self
+        )
+        # Traffic changes (steps, drift re-applies) one at a time; the epoch tells a tick's read
+        # of the router that a change started or ended while it read (see `found`).
+        self._traffic_lock = asyncio.Lock()
+        self._traffic_epoch = 0
+        self._watch: asyncio.Task[None] | None = None
         # Steering of this run only: none of it is pending when the rollout continues as new.
         self._promote_requested = False
         self._waiting_at_step: int | None = None
@@ -130,6 +146,8 @@ class RolloutWorkflow(RolloutBase):
                 self._start_analysis()
         elif self._state.analysis_running:
             self._start_analysis()
+        if workflow.patched("waits-read-the-router"):
+            self._watch = asyncio.create_task(self._watch_traffic())
         return await self._run_to_the_end(Phase.ROLLED_BACK, "a step failed for good")
 
     async def _advance(self) -> RolloutStatus | None:
@@ -137,6 +155,7 @@ class RolloutWorkflow(RolloutBase):
         if self._stop is not None:
             return None
         await self._analysis.stop()
+        await self._stop_watch()
         return await self._finish(Phase.PROMOTED, self._promoted_message())
 
     # --- operator signals and the status query -------------------------------------------
@@ -196,8 +215,18 @@ class RolloutWorkflow(RolloutBase):
         return self._status
 
     def _accepts(self, action: OperatorActionKind, inp: OperatorInput) -> bool:
-        """Record an operator action; once the rollout is ending, steering has no effect."""
+        """Record an operator action; once the rollout is ending, steering has no effect.
+
+        A signal that arrives then is recorded as `<action>_too_late`, with who and why (runs
+        from before that rule dropped it unrecorded).
+        """
         if self._status.phase.is_final or self._stop is not None or self._status.rollback:
+            if workflow.patched("late-signals-are-recorded"):
+                ending = f"already {self._status.phase.value}" if self._status.phase.is_final else "ending"
+                why = inp.reason or "none given"
+                reason = f"arrived too late, the rollout is {ending}; their reason: {why}"
+                self._record_action(TOO_LATE[action], reason, inp.by)
+                self._publish()
             return False
         self._record_action(action, inp.reason, inp.by)
         return True
@@ -268,17 +297,13 @@ class RolloutWorkflow(RolloutBase):
             # Blue/green: the preview analysis is over; the post-switch analysis starts afresh.
             await self._analysis.restart()
         self._status.traffic_touched = True
-        state = await workflow.execute_activity(
-            set_traffic,
-            SetTrafficInput(router=self._spec.router, canary_weight=weight),
-            start_to_close_timeout=TRAFFIC_TIMEOUT,
-            retry_policy=ROUTER_RETRY,
-            # Wait for an in-flight change to finish before compensating, so a late
-            # "canary 50%" can never land after the rollback's "canary 0%".
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"shift to {weight}%",
-        )
-        self._record_weights(state)
+        async with self._traffic_lock:  # a drift re-apply in flight finishes first
+            self._traffic_epoch += 1
+            try:
+                state = await self._set_traffic(weight, f"shift to {weight}%")
+            finally:
+                self._traffic_epoch += 1
+            self._record_weights(state)
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # The shift finished instead of being cancelled, which swallows the cancel
@@ -293,6 +318,18 @@ class RolloutWorkflow(RolloutBase):
         if weight > 0 and not self._analysis.active and self._spec.analysis is not None:
             self._analysis.measure_from(state)
             self._start_analysis()
+
+    async def _set_traffic(self, weight: int, summary: str) -> TrafficState:
+        return await workflow.execute_activity(
+            set_traffic,
+            SetTrafficInput(router=self._spec.router, canary_weight=weight),
+            start_to_close_timeout=TRAFFIC_TIMEOUT,
+            retry_policy=ROUTER_RETRY,
+            # Wait for an in-flight change to finish before compensating, so a late
+            # "canary 50%" can never land after the rollback's "canary 0%".
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary,
+        )
 
     async def _bake(self, index: int, duration: timedelta, gate: bool) -> None:
         """A durable timer that stops counting while paused and keeps its remaining time.
@@ -419,6 +456,7 @@ class RolloutWorkflow(RolloutBase):
         the caller then handles it. Never runs the compensation.
         """
         await self._analysis.hand_over()
+        await self._stop_watch()
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._interrupted():
@@ -457,11 +495,143 @@ class RolloutWorkflow(RolloutBase):
             self._state.operator_paused = True
         self._publish()
 
+    # --- drift: the router is the truth --------------------------------------------------
+
+    def traffic_epoch(self) -> int:
+        """Changes at the start and the end of every traffic change (`TrafficWatch`)."""
+        return self._traffic_epoch
+
+    async def found(
+        self, state: TrafficState, epoch: int, on_drift: Literal["reapply", "pause", "rollback"]
+    ) -> None:
+        """An analysis tick read `state` from the router: show it, and handle a drift per `on_drift`.
+
+        The read is dropped if a traffic change started or ended while it was taken (it may
+        show the split before the change, or half of it), or once the rollout is ending. Else
+        it becomes `status.weights`, and a split other than the one Sluice last applied is a
+        drift: recorded in `status.drift` (loud in the UI, a `traffic_drifted` webhook once per
+        drift) and handled: `reapply` sets the applied split again (every tick that finds it
+        off), `pause` pauses once per drift for a human, leaving traffic where it was found,
+        `rollback` rolls back.
+        """
+        if epoch != self._traffic_epoch or self._traffic_lock.locked() or self._interrupted():
+            return
+        if self._status.rollback is not None or self._status.phase.is_final:
+            return
+        if not workflow.patched("drift-is-noticed"):
+            return
+        now = workflow.now()
+        read = Weights(stable=state.stable_weight, canary=state.canary_weight)
+        self._status.weights, self._status.weights_at = read, now
+        expected, drift = self._state.applied, self._status.drift
+        # With several router instances, one reloaded instance is drift even if another still
+        # has the split: the first instance off the expected split is the one reported.
+        off = [w for w in [read, *state.instances] if w != expected]
+        if expected is None or not off:
+            if drift is not None and drift.resolved_at is None:
+                drift.resolved_at = now
+            self._publish()
+            return
+        read = off[0]
+        if drift is None or drift.resolved_at is not None or drift.expected != expected:
+            drift = Drift(
+                expected=expected, found=read, since=now, at=now, detail=state.detail, action=on_drift
+            )
+            self._status.drift = drift
+            first = True
+        else:
+            drift.found, drift.at, drift.detail, drift.action = read, now, state.detail, on_drift
+            drift.count += 1
+            first = False
+        what = (
+            f"traffic drifted: Sluice applied stable {expected.stable}% / new {expected.canary}% "
+            f"but the router has stable {read.stable}% / new {read.canary}%"
+        )
+        if on_drift == "rollback":
+            self._stop = (Phase.ROLLED_BACK, f"{what} (on_drift: rollback)")
+        elif on_drift == "pause":
+            if first and not self._state.operator_paused:
+                self._record_action("pause", f"{what} (on_drift: pause)", "sluice")
+                self._state.operator_paused = True
+                self._status.message = f"PAUSED, {what}; fix the router or `sluice resume` / `abort`"
+        else:
+            before, self._status.message = self._status.message, f"{what}; re-applying it (on_drift: reapply)"
+            self._publish()
+            if await self._reapply(expected, drift):
+                self._status.message = before
+        self._publish()
+
+    async def _watch_traffic(self) -> None:
+        """Read the router every `TRAFFIC_WATCH_INTERVAL` while traffic was shifted and no analysis
+        runs (whose ticks read it themselves): a rollout without analysis, waiting at a bake,
+        `pause: {}` or an approval gate, notices drift too. Handled per `analysis.on_drift`, or
+        re-applied when the spec has no analysis. A failed read is logged and tried next time.
+        """
+        spec = self._spec.analysis
+        on_drift: Literal["reapply", "pause", "rollback"] = spec.on_drift if spec is not None else "reapply"
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._status.traffic_touched
+                    and not self._analysis.active
+                    and not self._traffic_lock.locked()  # a shift under way may start the analysis
+                )
+            )
+            await workflow.sleep(TRAFFIC_WATCH_INTERVAL, summary="next read of the router")
+            if self._analysis.active or self._interrupted():
+                continue
+            epoch = self._traffic_epoch
+            try:
+                state = await workflow.execute_activity(
+                    read_traffic,
+                    ReadTrafficInput(router=self._spec.router),
+                    start_to_close_timeout=TRAFFIC_TIMEOUT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    summary="read the router's split",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("could not read the router's split: %s", failure_cause(err))
+                continue
+            await self.found(state, epoch, on_drift)
+
+    async def _stop_watch(self) -> None:
+        """End `_watch_traffic` and wait for it (a re-apply in flight finishes first)."""
+        task, self._watch = self._watch, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _reapply(self, expected: Weights, drift: Drift) -> bool:
+        """Set `expected` again, unless a traffic change or the end came first (False); a failure
+        is said in the message (False) and waits for the next tick, which finds the drift again."""
+        async with self._traffic_lock:
+            if self._interrupted() or self._state.applied != expected:
+                return False
+            self._traffic_epoch += 1
+            try:
+                summary = f"re-apply {expected.canary}% (traffic drifted)"
+                state = await self._set_traffic(expected.canary, summary)
+            except ActivityError as err:
+                self._status.message = (
+                    f"TRAFFIC DRIFTED and re-applying stable {expected.stable}% / new {expected.canary}% "
+                    f"failed: {failure_cause(err)}; the next analysis tick tries again"
+                )
+                return False
+            finally:
+                self._traffic_epoch += 1
+            self._record_weights(state)
+        drift.reapplied += 1
+        drift.resolved_at = workflow.now()
+        return True
+
     # --- compensation and the end -----------------------------------------------------------
 
     async def _compensate(self, phase: Phase, reason: str) -> None:
         """Put 100% on stable and verify it; retry in rounds until it works, saying so loudly."""
         await self._analysis.stop()
+        await self._stop_watch()
         if not self._status.traffic_touched:
             await self._finish(phase, f"{reason}; traffic was never shifted, nothing to roll back")
             return
@@ -497,7 +667,10 @@ class RolloutWorkflow(RolloutBase):
     # --- visibility -------------------------------------------------------------------------
 
     def _record_weights(self, state: TrafficState) -> None:
+        """A split Sluice applied (or found at preflight) and read back: the one drift is measured from."""
         self._status.weights = Weights(stable=state.stable_weight, canary=state.canary_weight)
+        self._status.weights_at = workflow.now()
+        self._state.applied = self._status.weights
         self._publish()
 
     def _current_phase(self) -> Phase:

@@ -12,6 +12,7 @@ from sluice.activities.haproxy_api import RuntimeAPI
 from sluice.contracts import errors
 from sluice.contracts.calls import ServerCounters, TrafficState
 from sluice.contracts.spec import HAProxyRouter
+from sluice.contracts.status import Weights
 from sluice.contracts.text import cap
 
 T = TypeVar("T")
@@ -174,11 +175,13 @@ class HAProxyTrafficRouter:
         counters summed, and each instance's weights in the detail (prefixed by where it is)."""
         split = max((s for _, s in states), key=lambda s: s.canary_weight)
         detail = "; ".join(f"{api.where}: {s.detail}" for api, s in states) if where else split.detail
+        instances = [Weights(stable=s.stable_weight, canary=s.canary_weight) for _, s in states]
         return split.model_copy(
             update={
                 "canary_counters": _sum([s.canary_counters for _, s in states]),
                 "stable_counters": _sum([s.stable_counters for _, s in states]),
                 "detail": detail,
+                "instances": instances if len(instances) > 1 else [],
             }
         )
 

@@ -363,6 +363,10 @@ class AnalysisSpec(SpecModel):
     """Inconclusive ticks in a row tolerated; one more applies `on_inconclusive`."""
     on_inconclusive: Literal["rollback", "pause"] = "rollback"
     """What too many inconclusive ticks do: roll back, or pause for a human."""
+    on_drift: Literal["reapply", "pause", "rollback"] = "reapply"
+    """What a tick that reads a split other than the one Sluice applied does (someone set a
+    weight by hand, a reload reset it): re-apply Sluice's split, pause for a human (traffic
+    stays where it was found), or roll back."""
     metrics: Annotated[list[MetricSpec], Field(min_length=1, max_length=50)]
     """At least one metric; a tick fails if any metric fails."""
 

@@ -59,6 +59,22 @@ _NEW_METRIC_DEFAULTS: dict[str, dict[str, object]] = {
     "cloudwatch": {"compare": None, "alpha": 0.01, "tolerance": 0.1, "stable_dimensions": {}},
 }
 """Metric fields added after a provider shipped, with their defaults: left out of the digest."""
+_NEW_ANALYSIS_DEFAULTS: dict[str, object] = {"on_drift": "reapply"}
+"""Analysis fields added after it shipped, with their defaults: left out of the digest."""
+
+
+def _drop_new_analysis_defaults(data: object) -> None:
+    """Remove `_NEW_ANALYSIS_DEFAULTS` from every analysis (a dict with `metrics`) in `data`."""
+    if isinstance(data, dict):
+        if "metrics" in data:
+            for key, default in _NEW_ANALYSIS_DEFAULTS.items():
+                if data.get(key) == default:
+                    data.pop(key, None)
+        for value in data.values():
+            _drop_new_analysis_defaults(value)
+    elif isinstance(data, list):
+        for value in data:
+            _drop_new_analysis_defaults(value)
 
 
 class _RolloutShape(SpecModel):
@@ -225,6 +241,7 @@ class _RolloutShape(SpecModel):
             for key, default in _NEW_METRIC_DEFAULTS.get(metric.get("provider"), {}).items():
                 if metric.get(key) == default:
                     metric.pop(key, None)
+        _drop_new_analysis_defaults(data)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -225,3 +225,16 @@ async def test_error_ratio_after_a_reload_of_a_single_instance_counts_since_the_
     answers = sent.by_version[CANARY_VERSION]
     assert verdict.counts == {"requests": answers, "errors_5xx": answers}
     assert "counters were reset" in verdict.detail
+
+
+async def test_a_read_shows_each_instance_so_one_reset_instance_is_seen(
+    pair: list[HAProxyInstance], demo: DemoPair
+) -> None:
+    router = router_for(spec(pair))
+    await router.set_weights(10)
+    pair[1] = restart(demo, pair[1])  # its weights are the config file's again: stable 100
+    state = await router.read_weights()
+    # The split reported is the one giving the canary the most; each instance's is kept too,
+    # so the workflow sees that the second one drifted.
+    assert (state.stable_weight, state.canary_weight) == (90, 10)
+    assert [(w.stable, w.canary) for w in state.instances] == [(90, 10), (100, 0)]

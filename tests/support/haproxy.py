@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ class HAProxyInstance:
     backend: str
     stable_server: str = "stable"
     canary_server: str = "canary"
+    master_worker: bool = False
+    state_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -47,6 +51,48 @@ class HAProxyInstance:
         """Stop HAProxy by PID."""
         self.process.stop()
 
+    def worker_pid(self) -> int:
+        """The pid of the process that answers the runtime API (`show info`)."""
+        for line in self.command("show info").splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        raise RuntimeError(f"no Pid in `show info` from {self.admin_socket}")
+
+    def save_server_state(self) -> None:
+        """`show servers state` into the config's `server-state-file`, as a reload script does."""
+        if self.state_file is None:
+            raise RuntimeError("this HAProxy was started without a server-state-file")
+        self.state_file.write_text(self.command("show servers state"))
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """Reload like `systemctl reload haproxy`: SIGUSR2 to the master (started with `-W`).
+
+        A new worker reads the config file again and takes over; its runtime weights are the
+        config's (or the `server-state-file`'s, if the config loads one). Returns once the new
+        worker answers on the runtime API.
+        """
+        if not self.master_worker:
+            raise RuntimeError("reload needs an HAProxy started with master_worker=True")
+        before = self.worker_pid()
+
+        def new_worker() -> bool:
+            try:
+                return self.worker_pid() != before
+            except (OSError, RuntimeError, ValueError):
+                return False
+
+        # Just after it starts, the master may not have its signal handlers yet (a SIGUSR2
+        # then goes unnoticed): ask again every 2 s until a new worker answers.
+        for _ in range(max(int(timeout / 2), 1) - 1):
+            os.kill(self.process.pid, signal.SIGUSR2)
+            try:
+                self.process.wait_ready(new_worker, 2.0, "a new worker after the reload")
+                return
+            except TimeoutError:
+                continue
+        os.kill(self.process.pid, signal.SIGUSR2)
+        self.process.wait_ready(new_worker, 2.0, "a new worker after the reload")
+
 
 def write_config(
     path: Path,
@@ -59,6 +105,7 @@ def write_config(
     stable_weight: int = 100,
     canary_weight: int = 0,
     socket_level: str = "admin",
+    state_file: Path | None = None,
 ) -> Path:
     """Write an HAProxy config: backend `be_<service>` with servers `stable` and `canary`.
 
@@ -68,13 +115,18 @@ def write_config(
     servers' counters and the split are easy to reason about in tests. `retries 1` with
     `option redispatch 1` sends a request that cannot reach a dead server to the other one
     at once (HAProxy otherwise waits 1 s per retry and then answers 503).
+
+    With `state_file`, a reload keeps the runtime weights saved in it (`server-state-file`
+    and `load-server-state-from-file global`, the recipe of docs/operations.md).
     """
+    state_global = f"    server-state-file {state_file}\n" if state_file is not None else ""
+    state_defaults = "    load-server-state-from-file global\n" if state_file is not None else ""
     config = f"""\
 global
     stats socket {admin_socket} mode 600 level {socket_level}
     stats timeout 30s
     maxconn 4096
-
+{state_global}
 defaults
     mode http
     timeout connect 2s
@@ -85,7 +137,7 @@ defaults
     http-reuse never
     retries 1
     option redispatch 1
-
+{state_defaults}
 frontend fe_{service}
     bind 127.0.0.1:{frontend_port}
     default_backend be_{service}
@@ -137,12 +189,17 @@ def start_haproxy(
     canary_weight: int = 0,
     socket_level: str = "admin",
     timeout: float = 10.0,
+    master_worker: bool = False,
+    keep_state: bool = False,
 ) -> HAProxyInstance:
     """Write a config under `workdir`, start `haproxy -db -f cfg` and wait for its socket.
 
     The runtime API socket is `workdir/haproxy.sock` at `socket_level` (`admin` lets the
-    router set weights; `operator` or `user` are for testing refusals).
+    router set weights; `operator` or `user` are for testing refusals). `master_worker`
+    starts it with `-W` so that `reload()` works as a systemd reload does; `keep_state`
+    adds a `server-state-file` (`workdir/haproxy.state`) that a reload loads.
     """
+    state_file = workdir / "haproxy.state" if keep_state else None
     admin_socket = workdir / "haproxy.sock"
     cfg = write_config(
         workdir / "haproxy.cfg",
@@ -154,10 +211,10 @@ def start_haproxy(
         stable_weight=stable_weight,
         canary_weight=canary_weight,
         socket_level=socket_level,
+        state_file=state_file,
     )
-    proc = ManagedProcess(
-        [HAPROXY_BIN, "-db", "-f", str(cfg)], workdir / "haproxy.log", name="haproxy"
-    ).start()
+    argv = [HAPROXY_BIN, *(["-W"] if master_worker else []), "-db", "-f", str(cfg)]
+    proc = ManagedProcess(argv, workdir / "haproxy.log", name="haproxy").start()
     try:
         proc.wait_ready(
             lambda: "Name:" in runtime_command(admin_socket, "show info", 1.0),
@@ -173,4 +230,6 @@ def start_haproxy(
         admin_socket=admin_socket,
         frontend_port=frontend_port,
         backend=f"be_{service}",
+        master_worker=master_worker,
+        state_file=state_file,
     )

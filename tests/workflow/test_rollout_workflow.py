@@ -27,6 +27,7 @@ from sluice.contracts.calls import (
     AnalyzeResult,
     OperatorInput,
     PreflightInput,
+    ReadTrafficInput,
     RollbackInput,
     RolloutInput,
     ServerCounters,
@@ -84,6 +85,12 @@ class FakeRouter:
     hang_analysis: bool = False
     """While set, `analyze` hangs (a provider that stopped answering) until `unhang` is set."""
     unhang: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_rollback: bool = False
+    """While set, `rollback_traffic` waits for `release` (a rollback that takes its time)."""
+    reads_weights: bool = True
+    lose_a_tick: bool = False
+    """The next `analyze` hangs without heartbeating, as on a worker that died mid-tick."""
+    """`analyze` returns the split it reads, as the real activity does."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     blocked: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -120,6 +127,9 @@ class FakeRouter:
 
         @activity.defn(name="rollback_traffic")
         async def rollback_traffic(inp: RollbackInput) -> TrafficState:
+            if self.hold_rollback:
+                self.blocked.set()
+                await self.release.wait()
             if self.rollback_fatal:
                 self.calls.append(("rollback_failed", 0))
                 raise ApplicationError("No such server", type=errors.ROUTER_CONFIG, non_retryable=True)
@@ -131,9 +141,17 @@ class FakeRouter:
             self.calls.append(("rollback", 0))
             return self.state().model_copy(update={"attempt": activity.info().attempt})
 
+        @activity.defn(name="read_traffic")
+        async def read_traffic(inp: ReadTrafficInput) -> TrafficState:
+            self.calls.append(("read_traffic", self.canary))
+            return self.state()
+
         @activity.defn(name="analyze")
         async def analyze(inp: AnalyzeInput) -> AnalyzeResult:
             self.calls.append(("analyze", self.canary))
+            if self.lose_a_tick:
+                self.lose_a_tick = False
+                await asyncio.sleep(3600)
             if self.hang_analysis:
                 await asyncio.wait_for(self.unhang.wait(), 120)
             return AnalyzeResult(
@@ -148,10 +166,11 @@ class FakeRouter:
                         at=datetime.now(UTC),
                     )
                     for m in inp.metrics
-                ]
+                ],
+                weights=self.state() if self.reads_weights else None,
             )
 
-        return [preflight, set_traffic, rollback_traffic, analyze]
+        return [preflight, set_traffic, rollback_traffic, read_traffic, analyze]
 
     def weights_set(self) -> list[int]:
         return [w for kind, w in self.calls if kind == "set_traffic"]

@@ -28,6 +28,7 @@ from sluice.contracts.calls import (
     AnalyzeResult,
     OperatorInput,
     PreflightInput,
+    ReadTrafficInput,
     RingRolloutInput,
     RollbackInput,
     SetTrafficInput,
@@ -375,13 +376,18 @@ class Rings:
                 ]
             )
 
+        @activity.defn(name="read_traffic")
+        async def read_traffic(inp: ReadTrafficInput) -> TrafficState:
+            _, r = self._of(inp.router)
+            return r.state()
+
         @activity.defn(name="notify")
         async def notify(inp: NotifyInput) -> None:
             if inp.event.kind == "phase_changed":
                 self.events.append((inp.event.event_id.split("/")[0], inp.event.phase))
                 self.headlines.append(headline(inp.event))
 
-        return [preflight, set_traffic, rollback_traffic, analyze, notify]
+        return [preflight, set_traffic, rollback_traffic, read_traffic, analyze, notify]
 
 
 def ring_spec(*names: str, **extra: Any) -> RingRolloutSpec:
