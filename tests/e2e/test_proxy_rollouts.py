@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -83,6 +84,9 @@ class ProxyStack:
         return counts.by_version["v2"] / requests
 
 
+_services = itertools.count(1)
+
+
 @pytest.fixture(params=PROXIES)
 def proxy_stack(
     request: pytest.FixtureRequest, dev_server: DevServer, tmp_path: Path
@@ -122,7 +126,8 @@ def proxy_stack(
             started.append(c)
             router, url = c.router(), c.url
         yield ProxyStack(
-            service=f"{name}-{os.getpid() % 10000}",
+            # A service of its own per test: a promoted service refuses another spec of its version.
+            service=f"{name}-{os.getpid() % 10000}-{next(_services)}",
             router=router,
             url=url,
             canary_url=f"http://{canary}",
