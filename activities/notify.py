@@ -82,6 +82,9 @@ def headline(event: RolloutEvent) -> str:
     if event.kind == "verdict_failed":
         names = ", ".join(v.metric for v in event.failed) or "a metric"
         return f"{who} {versions}: analysis failed ({names})"
+    if event.kind == "gate_decision" and event.action is not None:
+        a = event.action
+        return f"{who} {versions}: {a.action.replace('_', ' ')} by {a.who()}: {a.reason}"
     return f"{who} {versions}: {_PHASE_WORDS.get(event.phase, event.phase)}"
 
 

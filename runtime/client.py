@@ -63,7 +63,7 @@ from sluice.contracts.names import (
 )
 from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, SpecError, SpecIssue, load_spec, workflow_id_for
-from sluice.contracts.status import Phase, RolloutStatus
+from sluice.contracts.status import Phase, RolloutStatus, refusal_at_gate
 from sluice.contracts.text import cap
 from sluice.contracts.text import utc_time as _utc
 from sluice.runtime import telemetry
@@ -203,6 +203,18 @@ class ApprovalRefused(SluiceError):
         super().__init__(f"approval refused by {workflow_id}: {reason}")
         self.workflow_id = workflow_id
         self.reason = reason
+
+
+class RefusedAtGate(SluiceError):
+    """A verb that would go past the approval gate that waits (`resume`; `promote` by a
+    non-approver): refused, by the CLI before sending or by the workflow (recorded as refused)."""
+
+    def __init__(self, workflow_id: str, reason: str, sent: bool) -> None:
+        where = "recorded as refused by" if sent else "not sent to"
+        super().__init__(f"{where} {workflow_id}: {reason}")
+        self.workflow_id = workflow_id
+        self.reason = reason
+        self.sent = sent
 
 
 class RolloutEndedWithoutResult(SluiceError):
@@ -644,6 +656,13 @@ class SluiceClient:
             )
         handle = self._handle(record.workflow_id, record.run_id)
         before = await _query_status(handle, wait_seconds=2.0)
+        if before is not None and before.approval is not None:
+            # The workflow would refuse it too (and record that); say so without sending anything.
+            why = refusal_at_gate(
+                before.approval, service, verb, by, promote_passes=before.strategy != "rings"
+            )
+            if why is not None:
+                raise RefusedAtGate(record.workflow_id, why, sent=False)
         carrier = await _memo_carrier(description)
         try:
             attributes = {"sluice.service": service, "sluice.by": operator.by}
@@ -662,6 +681,13 @@ class SluiceClient:
                 if now is not None:
                     after = now
                     handled = len(now.actions) > len(before.actions) or now.phase != before.phase
+            refused = [
+                a
+                for a in (after.actions[len(before.actions) :] if after is not None else [])
+                if a.action == f"{verb}_refused" and a.by == by
+            ]
+            if refused:  # a gate began waiting as it was sent
+                raise RefusedAtGate(record.workflow_id, refused[-1].reason, sent=True)
         return SignalResult(record.workflow_id, signal_name, operator, handled, after)
 
     async def approve(self, service: str, by: str, reason: str) -> ApprovalResult:

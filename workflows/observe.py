@@ -1,8 +1,9 @@
 """What a rollout tells the outside world as it runs: Sluice's metrics and webhook notifications.
 
 Workflow code, deterministic: the rollout calls `RolloutObserver.changed` each time it
-publishes its status. A phase change (including the start) and an analysis tick with a
-failing verdict each become a `notify` activity per target, run as a background task so
+publishes its status. A phase change (including the start), an analysis tick with a
+failing verdict, and each gate decision (an approval, a refused approve/promote/resume, a gate
+timeout: `GATE_DECISIONS`) each become a `notify` activity per target, run as a background task so
 the rollout never waits for a webhook, and never fails because of one. Metrics go through
 `workflow.metric_meter()`, which Temporal skips during replay, so they count each event once
 and appear on the worker's Prometheus endpoint next to the Temporal runtime's own.
@@ -23,7 +24,14 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts import errors
     from sluice.contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
     from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
-    from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+    from sluice.contracts.status import (
+        GATE_DECISIONS,
+        MetricVerdict,
+        OperatorAction,
+        Phase,
+        RolloutStatus,
+        Verdict,
+    )
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -58,6 +66,7 @@ class RolloutObserver:
         # After continue-as-new the carried phase and tick count are already told.
         self._last_phase: Phase | None = carried.phase if carried is not None else None
         self._last_tick = carried.analysis.ticks if carried is not None else 0
+        self._last_action = len(carried.actions) if carried is not None else 0
         self._sequence = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._meters: tuple[MetricCounter, MetricCounter, MetricCounter, MetricHistogramFloat] | None = None
@@ -76,6 +85,13 @@ class RolloutObserver:
             failed = [v for v in status.verdicts if v.verdict is Verdict.FAIL]
             if failed:
                 self._send("verdict_failed", status, None, failed)
+        if len(status.actions) > self._last_action:
+            new, self._last_action = status.actions[self._last_action :], len(status.actions)
+            decisions = [a for a in new if a.action in GATE_DECISIONS]
+            # Runs from before gate decisions were announced sent no such notifications.
+            if decisions and self._spec.notify and workflow.patched("webhooks-for-gate-decisions"):
+                for action in decisions:
+                    self._send("gate_decision", status, None, [], action)
 
     async def drain(self) -> None:
         """Give notifications in flight up to `DRAIN_TIMEOUT` before the run ends."""
@@ -125,7 +141,12 @@ class RolloutObserver:
     # --- notifications ----------------------------------------------------------------------
 
     def _send(
-        self, kind: EventKind, status: RolloutStatus, previous: Phase | None, failed: list[MetricVerdict]
+        self,
+        kind: EventKind,
+        status: RolloutStatus,
+        previous: Phase | None,
+        failed: list[MetricVerdict],
+        action: OperatorAction | None = None,
     ) -> None:
         if not self._spec.notify:
             return
@@ -147,6 +168,7 @@ class RolloutObserver:
             failed=failed,
             at=workflow.now(),
             ring=self._ring,
+            action=action,
         )
         for target in self._spec.notify:
             task = asyncio.create_task(self._deliver(target, event))

@@ -308,6 +308,9 @@ class RingRolloutWorkflow(RolloutBase):
         self._publish()
 
     async def _forward(self, signal: str, action: OperatorActionKind, inp: OperatorInput) -> None:
+        # At the gate between rings no ring runs: `resume` and `promote` are refused with the hint.
+        if action != "pause" and self._refused_at_gate(action, inp, promote_passes=False):
+            return
         if self._child is not None and self._accepts(action, inp):
             await self._child.signal(signal, inp)
 

@@ -43,10 +43,15 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         RingStatus,
         RolloutStatus,
+        refusal_at_gate,
     )
     from sluice.contracts.text import cap
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.render import current_details
+
+GATES_HOLD = "gates-hold-for-every-verb"
+"""Patch: at a waiting gate `resume` and a non-approver's `promote` are refused and recorded.
+Runs from before it took a `resume` there as done, and let anyone's `promote` skip the gate."""
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 """Preflight: reads only, and nothing waits on it but the start."""
@@ -289,6 +294,22 @@ class RolloutBase:
                 step_index=self._status.step_index,
             )
         )
+
+    def _refused_at_gate(
+        self, verb: OperatorActionKind, inp: OperatorInput, promote_passes: bool = True
+    ) -> bool:
+        """True, with a `<verb>_refused` action recorded, if `verb` would go past the waiting gate
+        and may not (see `refusal_at_gate`); a signal cannot be refused to its sender."""
+        approval = self._status.approval
+        if self._gate is None or approval is None or self._status.phase.is_final:
+            return False
+        why = refusal_at_gate(approval, self._status.service, verb, inp.by, promote_passes)
+        if why is None or not workflow.patched(GATES_HOLD):
+            return False
+        refused: OperatorActionKind = "promote_refused" if verb == "promote" else "resume_refused"
+        self._record_action(refused, f"{why} (their reason: {inp.reason or 'none given'})", inp.by)
+        self._publish()
+        return True
 
     def _grant(self, inp: OperatorInput) -> None:
         """Pass the gate that waits, on behalf of `inp.by` (already checked)."""
