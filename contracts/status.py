@@ -94,8 +94,8 @@ OperatorActionKind = Literal[
 GATE_DECISIONS: frozenset[str] = frozenset(
     {"approve", "approve_refused", "approval_timeout", "promote_refused", "resume_refused"}
 )
-"""The actions that decide (or refuse to decide) an approval gate: the audit trail webhooks and
-the Web UI list one by one."""
+"""The actions that decide (or refuse to decide) an approval gate; with a `promote` that skipped
+a waiting gate (`OperatorAction.gate` set), the audit trail webhooks and the Web UI list one by one."""
 
 
 class OperatorAction(BaseModel):
@@ -109,6 +109,13 @@ class OperatorAction(BaseModel):
     verified: bool = False
     """True only if Sluice checked who `by` is. A `--by` (or a signal's `by`) is self-declared:
     anyone who can signal the workflow can type any name."""
+    gate: str | None = None
+    """The approval gate that waited when the action was taken (its `ApprovalWait.step`), if any."""
+
+    @property
+    def decides_a_gate(self) -> bool:
+        """An approval, a refusal at a gate, a gate timeout, or a `promote` that skipped a gate."""
+        return self.action in GATE_DECISIONS or (self.action == "promote" and self.gate is not None)
 
     def who(self) -> str:
         """`by` as it may be read: `alice (unverified)`; the engine's own actions are plain `sluice`."""

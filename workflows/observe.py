@@ -3,10 +3,11 @@
 Workflow code, deterministic: the rollout calls `RolloutObserver.changed` each time it
 publishes its status. A phase change (including the start), an analysis tick with a
 failing verdict, and each gate decision (an approval, a refused approve/promote/resume, a gate
-timeout: `GATE_DECISIONS`) each become a `notify` activity per target, run as a background task so
-the rollout never waits for a webhook, and never fails because of one. Metrics go through
-`workflow.metric_meter()`, which Temporal skips during replay, so they count each event once
-and appear on the worker's Prometheus endpoint next to the Temporal runtime's own.
+timeout, a promote past a gate: `OperatorAction.decides_a_gate`) each become a `notify`
+activity per target, run as a background task so the rollout never waits for a webhook,
+and never fails because of one. Metrics go through `workflow.metric_meter()`, which Temporal
+skips during replay, so they count each event once and appear on the worker's Prometheus
+endpoint next to the Temporal runtime's own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
     from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
     from sluice.contracts.status import (
-        GATE_DECISIONS,
         MetricVerdict,
         OperatorAction,
         Phase,
@@ -87,7 +87,7 @@ class RolloutObserver:
                 self._send("verdict_failed", status, None, failed)
         if len(status.actions) > self._last_action:
             new, self._last_action = status.actions[self._last_action :], len(status.actions)
-            decisions = [a for a in new if a.action in GATE_DECISIONS]
+            decisions = [a for a in new if a.decides_a_gate]
             # Runs from before gate decisions were announced sent no such notifications.
             if decisions and self._spec.notify and workflow.patched("webhooks-for-gate-decisions"):
                 for action in decisions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.contracts.status import GATE_DECISIONS, RolloutStatus, Verdict, approve_hint
+from sluice.contracts.status import RolloutStatus, Verdict, approve_hint
 from sluice.contracts.text import markdown_cell as _cell
 
 _ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
@@ -52,7 +52,7 @@ def current_details(status: RolloutStatus) -> str:
             lines.append(
                 f"| {v.metric} | {_ICON[v.verdict]} | {value} | {_cell(v.bound)} | {_cell(v.detail)} |"
             )
-    decisions = [a for a in status.actions if a.action in GATE_DECISIONS]
+    decisions = [a for a in status.actions if a.decides_a_gate]
     if decisions:
         # Every approval, refusal and gate timeout (the audit trail), newest last; `by` is
         # self-declared unless verified, and says so.

@@ -285,6 +285,7 @@ class RolloutBase:
         )
 
     def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
+        approval = self._status.approval
         self._status.actions.append(
             OperatorAction(
                 action=action,
@@ -292,6 +293,7 @@ class RolloutBase:
                 by=by or "unknown",
                 at=workflow.now(),
                 step_index=self._status.step_index,
+                gate=approval.step if approval is not None else None,
             )
         )
 

@@ -49,6 +49,8 @@ def _status() -> RolloutStatus:
             action="promote_refused", reason="'mallory' may not skip it", by="mallory", at=AT, step_index=1
         ),
         OperatorAction(action="approve", reason="dashboards green", by="bob", at=AT, step_index=1),
+        OperatorAction(action="pause", reason="lunch", by="carol", at=AT, step_index=2),
+        OperatorAction(action="promote", reason="hotfix", by="alice", at=AT, step_index=2, gate="approval"),
         OperatorAction(
             action="approval_timeout", reason="no approval within 4h", by="sluice", at=AT, step_index=3
         ),
@@ -68,7 +70,7 @@ def _status() -> RolloutStatus:
 
 
 def test_who_says_a_self_declared_name_is_unverified() -> None:
-    _, approve, timeout = _status().actions
+    _, approve, _, _, timeout = _status().actions
     assert approve.who() == "bob (unverified)"
     assert approve.model_copy(update={"verified": True}).who() == "bob"
     assert timeout.who() == "sluice"  # the engine's own decision
@@ -82,6 +84,8 @@ def test_status_and_web_ui_list_every_gate_decision_with_who_why_when() -> None:
     assert "| promote_refused | mallory (unverified) | 2026-12-03 14:00:00 | 2 |" in details
     assert "| approve | bob (unverified) | 2026-12-03 14:00:00 | 2 | dashboards green |" in details
     assert "| approval_timeout | sluice |" in details
+    assert "| promote | alice (unverified) |" in details  # it skipped a gate
+    assert "| pause |" not in details  # not a gate decision
 
 
 def test_a_gate_decision_webhook_names_who_and_whether_verified() -> None:

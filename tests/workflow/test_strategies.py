@@ -345,6 +345,8 @@ async def test_promote_at_a_gate_is_refused_to_a_non_approver_and_accepted_from_
     assert "sluice approve checkout" in first.reason and "their reason: ship it" in first.reason
     assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
     assert [(a.action, a.by) for a in result.actions] == [("promote_refused", "mallory"), ("promote", "bob")]
+    # The promote that skipped the gate is part of the gate's audit trail, like an approval.
+    assert all(a.decides_a_gate and a.gate is not None for a in result.actions)
 
 
 async def test_resume_at_a_gate_is_refused_with_the_hint_to_approve(env: WorkflowEnvironment) -> None:
