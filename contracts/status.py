@@ -150,6 +150,8 @@ class ApprovalWait(BaseModel):
     since: datetime
     deadline: datetime | None = None
     on_timeout: Literal["rollback", "continue"] = "rollback"
+    require_verified: bool = False
+    """Only a signed approval (`sluice approve --sign-with KEY`) passes; nothing else skips it."""
 
 
 def approve_hint(service: str) -> str:
@@ -179,6 +181,11 @@ def refusal_at_gate(
         )
     if not by.strip():
         return f"{gate} waits for an approval; a `promote` past it must say who sends it (`by`)"
+    if approval.require_verified:
+        return (
+            f"{gate} requires a signed approval, which `promote` cannot carry: "
+            f"`sluice approve {service} --by NAME --reason R --sign-with KEY`"
+        )
     if approval.approvers and by not in approval.approvers:
         return (
             f"{gate} waits for an approval; {by!r} may not skip it with `promote`, only its approvers "

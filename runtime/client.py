@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +49,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.contracts import search_attributes as sa
+from sluice.contracts.approvals import approval_statement
 from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
 from sluice.contracts.names import (
     QUERY_STATUS,
@@ -69,6 +70,7 @@ from sluice.contracts.text import utc_time as _utc
 from sluice.runtime import telemetry
 from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
 from sluice.runtime.history import SpecUnreadable, started_with
+from sluice.runtime.signing import SigningFailed, sign_statement
 
 if TYPE_CHECKING:
     from sluice.runtime.breakglass import ForcedAbort
@@ -690,11 +692,23 @@ class SluiceClient:
                 raise RefusedAtGate(record.workflow_id, refused[-1].reason, sent=True)
         return SignalResult(record.workflow_id, signal_name, operator, handled, after)
 
-    async def approve(self, service: str, by: str, reason: str) -> ApprovalResult:
+    async def approve(
+        self,
+        service: str,
+        by: str,
+        reason: str,
+        *,
+        sign_with: str | None = None,
+        valid_for: timedelta = timedelta(minutes=10),
+    ) -> ApprovalResult:
         """Pass the approval gate that waits: the rollout's own, or its running ring's.
 
-        Raises `ApprovalRefused` when no gate waits or `by` is not among its approvers
-        (nothing recorded), `RolloutNotRunning`, `RolloutNotFound` or `TemporalUnavailable`.
+        With `sign_with` (an SSH private key's path) the approval is signed: a statement naming
+        the rollout, its run, the gate and an expiry `valid_for` from now, signed by that key on
+        this machine; the worker verifies it against its allowed signers. Raises
+        `ApprovalRefused` when no gate waits, `by` is not among its approvers (nothing recorded),
+        or the signature does not verify (recorded as refused); `RolloutNotRunning`,
+        `RolloutNotFound` or `TemporalUnavailable`.
         """
         operator = OperatorInput(reason=reason, by=by)
         record = await self.record(service)
@@ -709,6 +723,8 @@ class SluiceClient:
             running = [r for r in status.rings if r.phase != "pending" and not Phase(r.phase).is_final]
             if running:
                 target = self._handle(running[0].workflow_id)
+        if sign_with is not None:
+            operator = await self._signed(target, operator, sign_with, valid_for)
         try:
             after: RolloutStatus = await target.execute_update(
                 UPDATE_APPROVE, operator, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=10)
@@ -720,6 +736,33 @@ class SluiceClient:
         except RPCError as err:
             raise self._rpc_error(err, f"approve {target.id}") from None
         return ApprovalResult(target.id, operator, after)
+
+    async def _signed(
+        self, target: _RolloutHandle, operator: OperatorInput, key: str, valid_for: timedelta
+    ) -> OperatorInput:
+        """`operator` with a statement for the gate `target` waits at, signed with `key`."""
+        try:
+            description = await target.describe()
+        except RPCError as err:
+            raise self._rpc_error(err, f"describe {target.id}") from None
+        status = await _query_status(self._handle(target.id, description.run_id), wait_seconds=3.0)
+        if status is None or status.approval is None:
+            raise ApprovalRefused(
+                target.id, "no approval gate waits (or no worker answered), nothing to sign"
+            )
+        statement = approval_statement(
+            target.id,
+            description.run_id,
+            status.approval.step,
+            status.approval.since,
+            operator.by,
+            datetime.now(UTC) + valid_for,
+        )
+        try:
+            signature = await asyncio.to_thread(sign_statement, key, statement)
+        except SigningFailed as err:
+            raise ApprovalRefused(target.id, f"not sent: {err}") from None
+        return operator.model_copy(update={"statement": statement, "signature": signature})
 
     async def force_abort(self, service: str, by: str, reason: str) -> ForcedAbort:
         """Break glass: put 100% on stable from here, for a rollout whose workflow cannot act.

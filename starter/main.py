@@ -203,14 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "approve",
         "pass the approval gate a rollout waits at; refused unless --by names one of the gate's "
-        "approvers. --by is self-declared, NOT verified: anyone who may signal the workflow in "
-        "Temporal can type any name (see docs/operations.md, Who may steer a rollout)",
+        "approvers. --by alone is self-declared, NOT verified: anyone who may signal the workflow in "
+        "Temporal can type any name; --sign-with KEY makes it a verified approval "
+        "(see docs/operations.md, Who may steer a rollout)",
     )
     p.add_argument("service", type=_service)
     p.add_argument(
         "--by",
         required=True,
-        help="who approves: compared with the gate's approvers and recorded as unverified",
+        help="who approves: compared with the gate's approvers; recorded as unverified unless signed",
+    )
+    p.add_argument(
+        "--sign-with",
+        metavar="KEY",
+        default=None,
+        help="sign the approval with this SSH private key (ssh-keygen -Y sign): the worker verifies it "
+        "against its SLUICE_ALLOWED_SIGNERS for --by, and records it as verified; required by gates "
+        "with require_verified: true. Only the signature is sent",
     )
     p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's history and status)")
 
@@ -400,7 +409,8 @@ async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
             "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
         )
     client = await connect()
-    return rollouts.say_approved(await client.approve(args.service, by, reason), console)
+    approved = await client.approve(args.service, by, reason, sign_with=args.sign_with)
+    return rollouts.say_approved(approved, console)
 
 
 ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {

@@ -315,10 +315,9 @@ class RingRolloutWorkflow(RolloutBase):
             await self._child.signal(signal, inp)
 
     @workflow.update(name=names.UPDATE_APPROVE)
-    def approve(self, inp: OperatorInput) -> RolloutStatus:
+    async def approve(self, inp: OperatorInput) -> RolloutStatus:
         """Pass the gate between two rings; the validator rejects anyone not listed."""
-        self._grant(inp)
-        return self._status
+        return await self._approve(inp)
 
     @workflow.signal(name=names.SIGNAL_APPROVE)
     async def approve_signal(self, inp: OperatorInput) -> None:

@@ -180,10 +180,10 @@ class RolloutWorkflow(RolloutBase):
             self._publish()
 
     @workflow.update(name=names.UPDATE_APPROVE)
-    def approve(self, inp: OperatorInput) -> RolloutStatus:
-        """Pass the approval gate the rollout waits at; the validator rejects anyone not listed."""
-        self._grant(inp)
-        return self._status
+    async def approve(self, inp: OperatorInput) -> RolloutStatus:
+        """Pass the approval gate the rollout waits at; the validator rejects anyone not listed
+        (and an unsigned approval at a gate that requires a signed one)."""
+        return await self._approve(inp)
 
     @approve.validator
     def _check_approval(self, inp: OperatorInput) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,9 +23,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sluice.activities.approvals import ALLOWED_SIGNERS_ENV, verify_approval
 from sluice.activities.notify import headline
 from sluice.cli.exits import ExitCode, exit_code_for_error
 from sluice.contracts import errors
+from sluice.contracts.approvals import SIGNATURE_NAMESPACE
 from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
@@ -39,10 +42,18 @@ from sluice.contracts.calls import (
 from sluice.contracts.notify import NotifyInput
 from sluice.contracts.spec import RingRolloutSpec, parse_any_spec
 from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
-from sluice.runtime.client import RefusedAtGate, SluiceClient
+from sluice.runtime.client import ApprovalRefused, RefusedAtGate, SluiceClient
 from sluice.workflows.rings import RingRolloutWorkflow
 from sluice.workflows.rollout import RolloutWorkflow
-from tests.workflow.test_rollout_workflow import CANARY, METRICS, ROUTER, FakeRouter, make_spec, running
+from tests.workflow.test_rollout_workflow import (
+    CANARY,
+    METRICS,
+    ROUTER,
+    FakeRouter,
+    _maybe_record,
+    make_spec,
+    running,
+)
 
 
 async def until(
@@ -422,6 +433,62 @@ async def test_the_cli_refuses_resume_and_a_strangers_promote_at_a_gate_before_s
     assert exit_code_for_error(promote.value) is ExitCode.INVALID
     assert untouched.actions == []  # nothing was sent, so nothing was recorded
     assert sent.operator.by == "bob" and result.phase is Phase.PROMOTED
+
+
+def _ed25519_keys(where: Path, *names: str) -> None:
+    for name in names:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / name)], check=True)
+
+
+async def test_a_gate_that_requires_a_signed_approval_takes_only_a_verified_one(
+    env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await asyncio.to_thread(_ed25519_keys, tmp_path, "alice", "mallory")
+    kind, key = (tmp_path / "alice.pub").read_text().split()[:2]
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'alice namespaces="{SIGNATURE_NAMESPACE}" {kind} {key}\n')
+    monkeypatch.setenv(ALLOWED_SIGNERS_ENV, str(allowed))  # the worker's configuration
+    router = FakeRouter()
+    gate = {"approval": {"approvers": ["alice"], "require_verified": True, "timeout": "4h"}}
+    spec = spec_with(steps=[{"set_weight": 10}, gate, {"set_weight": 100}])
+    queue = f"tq-{uuid.uuid4()}"
+    client = SluiceClient(env.client, "time-skipping")
+    activities = [*router.activities(), verify_approval]
+    async with Worker(env.client, task_queue=queue, workflows=[RolloutWorkflow], activities=activities):
+        handle = await env.client.start_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(spec=spec, spec_digest=spec.digest()),
+            # Named after the test: the signed statement names the workflow id, and replay
+            # (which names the workflow after the history's file) needs the same id.
+            id=f"rollout-{os.environ['PYTEST_CURRENT_TEST'].split('::')[-1].split(' ')[0]}",
+            task_queue=queue,
+            result_type=RolloutStatus,
+        )
+        service = handle.id.removeprefix("rollout-")
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        with pytest.raises(ApprovalRefused) as plain:  # a typed --by, even the approver's name
+            await client.approve(service, "alice", "lgtm")
+        with pytest.raises(RefusedAtGate) as promote:
+            await client.signal(service, "promote", "alice", "skip it")
+        with pytest.raises(ApprovalRefused) as forged:  # mallory's key, claiming to be alice
+            await client.approve(service, "alice", "lgtm", sign_with=str(tmp_path / "mallory"))
+        approved = await client.approve(
+            service, "alice", "dashboards green", sign_with=str(tmp_path / "alice")
+        )
+        result = await handle.result()
+        await _maybe_record(handle)
+        history = (await handle.fetch_history()).to_json()
+    assert "requires a signed approval" in plain.value.reason
+    assert "requires a signed approval" in promote.value.reason
+    assert "does not verify for 'alice'" in forged.value.reason
+    assert approved.status.actions[-1].verified
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert [(a.action, a.by, a.verified) for a in result.actions] == [
+        ("approve_refused", "alice", False),
+        ("approve", "alice", True),
+    ]
+    assert result.actions[-1].who() == "alice"
+    assert "PRIVATE KEY" not in history and key not in history  # only signatures, never a key
 
 
 @dataclass
