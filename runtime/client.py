@@ -727,7 +727,11 @@ class SluiceClient:
             operator = await self._signed(target, operator, sign_with, valid_for)
         try:
             after: RolloutStatus = await target.execute_update(
-                UPDATE_APPROVE, operator, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=10)
+                UPDATE_APPROVE,
+                operator,
+                result_type=RolloutStatus,
+                # A signed approval waits for the worker's `ssh-keygen -Y verify` activity too.
+                rpc_timeout=timedelta(seconds=30 if operator.signature else 10),
             )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
