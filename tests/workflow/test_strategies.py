@@ -465,15 +465,21 @@ async def test_a_gate_that_requires_a_signed_approval_takes_only_a_verified_one(
             result_type=RolloutStatus,
         )
         service = handle.id.removeprefix("rollout-")
-        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        waiting = await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        # The statement expires by the workflow's clock, which the time-skipping server has moved
+        # ahead of this machine's by every earlier test's skipped time: sign for 10 min of it.
+        assert waiting.approval is not None
+        valid_for = waiting.approval.since - datetime.now(UTC) + timedelta(minutes=10)
         with pytest.raises(ApprovalRefused) as plain:  # a typed --by, even the approver's name
             await client.approve(service, "alice", "lgtm")
         with pytest.raises(RefusedAtGate) as promote:
             await client.signal(service, "promote", "alice", "skip it")
         with pytest.raises(ApprovalRefused) as forged:  # mallory's key, claiming to be alice
-            await client.approve(service, "alice", "lgtm", sign_with=str(tmp_path / "mallory"))
+            await client.approve(
+                service, "alice", "lgtm", sign_with=str(tmp_path / "mallory"), valid_for=valid_for
+            )
         approved = await client.approve(
-            service, "alice", "dashboards green", sign_with=str(tmp_path / "alice")
+            service, "alice", "dashboards green", sign_with=str(tmp_path / "alice"), valid_for=valid_for
         )
         result = await handle.result()
         await _maybe_record(handle)
