@@ -20,6 +20,7 @@ import signal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from sluice.activities.approvals import verify_approval
 from sluice.activities.rollout import ALL_ACTIVITIES
 from sluice.contracts.names import TASK_QUEUE
 from sluice.runtime import gauges, telemetry
@@ -35,7 +36,7 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
         client,
         task_queue=task_queue,
         workflows=[RolloutWorkflow, RingRolloutWorkflow],
-        activities=ALL_ACTIVITIES,
+        activities=[*ALL_ACTIVITIES, verify_approval],
     )
 
 

@@ -88,6 +88,9 @@ def headline(event: RolloutEvent) -> str:
             f"{who} {versions}: TRAFFIC DRIFTED, expected new {d.expected.canary}% but found "
             f"{d.found.canary}% ({d.action})"
         )
+    if event.kind == "gate_decision" and event.action is not None:
+        a = event.action
+        return f"{who} {versions}: {a.action.replace('_', ' ')} by {a.who()}: {a.reason}"
     return f"{who} {versions}: {_PHASE_WORDS.get(event.phase, event.phase)}"
 
 

@@ -12,10 +12,29 @@ from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
 
 
 class OperatorInput(BaseModel):
-    """Payload of the pause, resume, promote and abort signals."""
+    """Payload of the pause, resume, promote, abort and approve signals and the approve update."""
 
     reason: str = ""
     by: str = ""
+    statement: str = ""
+    """A signed approval: the statement signed (`contracts.approvals.approval_statement`)."""
+    signature: str = ""
+    """A signed approval: the armored SSH signature of `statement` (public; no key)."""
+
+
+class VerifyApprovalInput(BaseModel):
+    """Check `signature` over `statement` for `principal` against the worker's allowed signers."""
+
+    statement: str
+    signature: str
+    principal: str
+
+
+class VerifyApprovalResult(BaseModel):
+    """Whether the signature verified, and why not (ssh-keygen's own words, capped)."""
+
+    verified: bool
+    reason: str = ""
 
 
 class ServerCounters(BaseModel):

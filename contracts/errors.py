@@ -34,6 +34,10 @@ NOT_WAITING_FOR_APPROVAL: Final = "NotWaitingForApproval"
 NOT_AN_APPROVER: Final = "NotAnApprover"
 """An approval by someone the gate does not list. Rejected by the update's validator."""
 
+APPROVAL_NOT_VERIFIED: Final = "ApprovalNotVerified"
+"""A signed approval whose statement or signature did not verify, or a plain one at a gate that
+requires a signed approval. Refused by the update (recorded as `approve_refused`)."""
+
 ROLLBACK_FAILED: Final = "RollbackFailed"
 """A rollout's rollback hit a non-retryable router error: traffic may still reach the new
 version. The rollout workflow fails with it, after saying so in its status."""

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from sluice.contracts.durations import Duration
-from sluice.contracts.status import Drift, MetricVerdict, Weights
+from sluice.contracts.status import Drift, MetricVerdict, OperatorAction, Weights
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _WEBHOOK_URL = re.compile(r"https?://[^\s/?#\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?")
@@ -68,7 +68,7 @@ class NotifyTarget(BaseModel):
         return f"${self.url_env}" if self.url_env else str(self.url)
 
 
-EventKind = Literal["phase_changed", "verdict_failed", "traffic_drifted"]
+EventKind = Literal["phase_changed", "verdict_failed", "traffic_drifted", "gate_decision"]
 
 
 class RolloutEvent(BaseModel):
@@ -93,6 +93,8 @@ class RolloutEvent(BaseModel):
     """The ring this rollout rolls out, when it is one ring of a ring rollout."""
     drift: Drift | None = None
     """`traffic_drifted`: the split expected, the split found, when, and what Sluice did."""
+    action: OperatorAction | None = None
+    """`gate_decision`: the approval, refusal or gate timeout, with who (verified or not), why, when."""
 
 
 class NotifyInput(BaseModel):

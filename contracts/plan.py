@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from sluice.contracts.durations import format_duration
 from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
+from sluice.contracts.status import approve_hint
 from sluice.contracts.text import markdown_cell as _cell
 
 StepKind = Literal["set_weight", "bake", "wait", "approval", "watch"]
@@ -127,7 +128,9 @@ def static_details(plan: Plan, started_by: str) -> str:
         "|---|---|---|---|",
     ]
     for e in plan.entries:
-        note = " (waits for an operator)" if e.waits_for_operator else ""
+        note = " (waits for an operator: `resume`)" if e.kind == "wait" else ""
+        if e.kind == "approval":
+            note = f" (waits for an approval: {approve_hint(spec.service)}; `resume` does not pass it)"
         note += " (added: the spec does not end at 100%)" if e.added else ""
         elapsed = format_duration(e.elapsed)
         lines.append(f"| {e.index + 1} | {_cell(e.step)}{note} | {e.weight}% | {elapsed} |")

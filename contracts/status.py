@@ -102,6 +102,8 @@ OperatorActionKind = Literal[
     "resume_too_late",
     "promote_too_late",
     "abort_too_late",
+    "promote_refused",
+    "resume_refused",
 ]
 """`<signal>_too_late`: the signal arrived once the rollout was ending (rolling back, or final)
 and had no effect; it is recorded all the same, with who sent it and why."""
@@ -116,6 +118,13 @@ TOO_LATE: dict[OperatorActionKind, OperatorActionKind] = {
 """The kind a steering signal is recorded as when it arrives once the rollout is ending."""
 
 
+GATE_DECISIONS: frozenset[str] = frozenset(
+    {"approve", "approve_refused", "approval_timeout", "promote_refused", "resume_refused"}
+)
+"""The actions that decide (or refuse to decide) an approval gate; with a `promote` that skipped
+a waiting gate (`OperatorAction.gate` set), the audit trail webhooks and the Web UI list one by one."""
+
+
 class OperatorAction(BaseModel):
     """A human (or the engine on `on_inconclusive: pause`) steering the rollout: who, why, when."""
 
@@ -124,6 +133,20 @@ class OperatorAction(BaseModel):
     by: str
     at: datetime
     step_index: int
+    verified: bool = False
+    """True only if Sluice checked who `by` is. A `--by` (or a signal's `by`) is self-declared:
+    anyone who can signal the workflow can type any name."""
+    gate: str | None = None
+    """The approval gate that waited when the action was taken (its `ApprovalWait.step`), if any."""
+
+    @property
+    def decides_a_gate(self) -> bool:
+        """An approval, a refusal at a gate, a gate timeout, or a `promote` that skipped a gate."""
+        return self.action in GATE_DECISIONS or (self.action == "promote" and self.gate is not None)
+
+    def who(self) -> str:
+        """`by` as it may be read: `alice (unverified)`; the engine's own actions are plain `sluice`."""
+        return self.by if self.verified or self.by == "sluice" else f"{self.by} (unverified)"
 
 
 class Drift(BaseModel):
@@ -180,6 +203,48 @@ class ApprovalWait(BaseModel):
     since: datetime
     deadline: datetime | None = None
     on_timeout: Literal["rollback", "continue"] = "rollback"
+    require_verified: bool = False
+    """Only a signed approval (`sluice approve --sign-with KEY`) passes; nothing else skips it."""
+
+
+def approve_hint(service: str) -> str:
+    """How an operator passes a gate, as every message about one says it."""
+    return f"`sluice approve {service} --by NAME --reason R`"
+
+
+def refusal_at_gate(
+    approval: ApprovalWait, service: str, verb: str, by: str, promote_passes: bool = True
+) -> str | None:
+    """Why `verb` (`resume` or `promote`) sent by `by` may not go past the gate that waits, else None.
+
+    Only an approval passes a gate: `resume` never does, and `promote` (which would skip it) only
+    for one of its approvers (`promote_passes=False`: a ring rollout's gate between rings, where
+    `promote` has no ring to act on). The workflow records the refusal; the CLI says it first.
+    """
+    gate = f"step {approval.step!r}"
+    if verb == "resume":
+        hint = approve_hint(service)
+        return f"{gate} waits for an approval, which `resume` does not give; approve it: {hint}"
+    if verb != "promote":
+        return None
+    if not promote_passes:
+        return (
+            f"{gate} waits for an approval between rings; `promote` acts on a ring rolling out, "
+            f"and none is: {approve_hint(service)}"
+        )
+    if not by.strip():
+        return f"{gate} waits for an approval; a `promote` past it must say who sends it (`by`)"
+    if approval.require_verified:
+        return (
+            f"{gate} requires a signed approval, which `promote` cannot carry: "
+            f"`sluice approve {service} --by NAME --reason R --sign-with KEY`"
+        )
+    if approval.approvers and by not in approval.approvers:
+        return (
+            f"{gate} waits for an approval; {by!r} may not skip it with `promote`, only its approvers "
+            f"({', '.join(approval.approvers)}) may: {approve_hint(service)}"
+        )
+    return None
 
 
 class RingStatus(BaseModel):

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +49,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from sluice.contracts import search_attributes as sa
+from sluice.contracts.approvals import approval_statement
 from sluice.contracts.calls import OperatorInput, RingRolloutInput, RolloutInput
 from sluice.contracts.names import (
     QUERY_STATUS,
@@ -63,12 +64,13 @@ from sluice.contracts.names import (
 )
 from sluice.contracts.plan import build_plan, static_details, static_summary
 from sluice.contracts.spec import AnySpec, RingRolloutSpec, SpecError, SpecIssue, load_spec, workflow_id_for
-from sluice.contracts.status import Phase, RolloutStatus
+from sluice.contracts.status import Phase, RolloutStatus, refusal_at_gate
 from sluice.contracts.text import cap
 from sluice.contracts.text import utc_time as _utc
 from sluice.runtime import telemetry
 from sluice.runtime.connect import DEFAULT_ADDRESS, connect_client
 from sluice.runtime.history import SpecUnreadable, started_with
+from sluice.runtime.signing import SigningFailed, sign_statement
 
 if TYPE_CHECKING:
     from sluice.runtime.breakglass import ForcedAbort
@@ -203,6 +205,18 @@ class ApprovalRefused(SluiceError):
         super().__init__(f"approval refused by {workflow_id}: {reason}")
         self.workflow_id = workflow_id
         self.reason = reason
+
+
+class RefusedAtGate(SluiceError):
+    """A verb that would go past the approval gate that waits (`resume`; `promote` by a
+    non-approver): refused, by the CLI before sending or by the workflow (recorded as refused)."""
+
+    def __init__(self, workflow_id: str, reason: str, sent: bool) -> None:
+        where = "recorded as refused by" if sent else "not sent to"
+        super().__init__(f"{where} {workflow_id}: {reason}")
+        self.workflow_id = workflow_id
+        self.reason = reason
+        self.sent = sent
 
 
 class RolloutEndedWithoutResult(SluiceError):
@@ -644,6 +658,13 @@ class SluiceClient:
             )
         handle = self._handle(record.workflow_id, record.run_id)
         before = await _query_status(handle, wait_seconds=2.0)
+        if before is not None and before.approval is not None:
+            # The workflow would refuse it too (and record that); say so without sending anything.
+            why = refusal_at_gate(
+                before.approval, service, verb, by, promote_passes=before.strategy != "rings"
+            )
+            if why is not None:
+                raise RefusedAtGate(record.workflow_id, why, sent=False)
         carrier = await _memo_carrier(description)
         try:
             attributes = {"sluice.service": service, "sluice.by": operator.by}
@@ -662,13 +683,32 @@ class SluiceClient:
                 if now is not None:
                     after = now
                     handled = len(now.actions) > len(before.actions) or now.phase != before.phase
+            refused = [
+                a
+                for a in (after.actions[len(before.actions) :] if after is not None else [])
+                if a.action == f"{verb}_refused" and a.by == by
+            ]
+            if refused:  # a gate began waiting as it was sent
+                raise RefusedAtGate(record.workflow_id, refused[-1].reason, sent=True)
         return SignalResult(record.workflow_id, signal_name, operator, handled, after)
 
-    async def approve(self, service: str, by: str, reason: str) -> ApprovalResult:
+    async def approve(
+        self,
+        service: str,
+        by: str,
+        reason: str,
+        *,
+        sign_with: str | None = None,
+        valid_for: timedelta = timedelta(minutes=10),
+    ) -> ApprovalResult:
         """Pass the approval gate that waits: the rollout's own, or its running ring's.
 
-        Raises `ApprovalRefused` when no gate waits or `by` is not among its approvers
-        (nothing recorded), `RolloutNotRunning`, `RolloutNotFound` or `TemporalUnavailable`.
+        With `sign_with` (an SSH private key's path) the approval is signed: a statement naming
+        the rollout, its run, the gate and an expiry `valid_for` from now, signed by that key on
+        this machine; the worker verifies it against its allowed signers. Raises
+        `ApprovalRefused` when no gate waits, `by` is not among its approvers (nothing recorded),
+        or the signature does not verify (recorded as refused); `RolloutNotRunning`,
+        `RolloutNotFound` or `TemporalUnavailable`.
         """
         operator = OperatorInput(reason=reason, by=by)
         record = await self.record(service)
@@ -683,9 +723,15 @@ class SluiceClient:
             running = [r for r in status.rings if r.phase != "pending" and not Phase(r.phase).is_final]
             if running:
                 target = self._handle(running[0].workflow_id)
+        if sign_with is not None:
+            operator = await self._signed(target, operator, sign_with, valid_for)
         try:
             after: RolloutStatus = await target.execute_update(
-                UPDATE_APPROVE, operator, result_type=RolloutStatus, rpc_timeout=timedelta(seconds=10)
+                UPDATE_APPROVE,
+                operator,
+                result_type=RolloutStatus,
+                # A signed approval waits for the worker's `ssh-keygen -Y verify` activity too.
+                rpc_timeout=timedelta(seconds=30 if operator.signature else 10),
             )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -694,6 +740,33 @@ class SluiceClient:
         except RPCError as err:
             raise self._rpc_error(err, f"approve {target.id}") from None
         return ApprovalResult(target.id, operator, after)
+
+    async def _signed(
+        self, target: _RolloutHandle, operator: OperatorInput, key: str, valid_for: timedelta
+    ) -> OperatorInput:
+        """`operator` with a statement for the gate `target` waits at, signed with `key`."""
+        try:
+            description = await target.describe()
+        except RPCError as err:
+            raise self._rpc_error(err, f"describe {target.id}") from None
+        status = await _query_status(self._handle(target.id, description.run_id), wait_seconds=3.0)
+        if status is None or status.approval is None:
+            raise ApprovalRefused(
+                target.id, "no approval gate waits (or no worker answered), nothing to sign"
+            )
+        statement = approval_statement(
+            target.id,
+            description.run_id,
+            status.approval.step,
+            status.approval.since,
+            operator.by,
+            datetime.now(UTC) + valid_for,
+        )
+        try:
+            signature = await asyncio.to_thread(sign_statement, key, statement)
+        except SigningFailed as err:
+            raise ApprovalRefused(target.id, f"not sent: {err}") from None
+        return operator.model_copy(update={"statement": statement, "signature": signature})
 
     async def force_abort(self, service: str, by: str, reason: str) -> ForcedAbort:
         """Break glass: put 100% on stable from here, for a rollout whose workflow cannot act.

@@ -10,6 +10,7 @@ from sluice.runtime.client import (
     ApprovalRefused,
     InvalidSpec,
     PromotedWithAnotherSpec,
+    RefusedAtGate,
     RolloutEndedWithoutResult,
     RolloutNotFound,
     RolloutNotRunning,
@@ -26,7 +27,8 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 1
     """The rollout rolled itself back (failing analysis or a step that failed for good)."""
     INVALID = 2
-    """Invalid input: a bad spec or arguments, or no (running) rollout for the service."""
+    """Invalid input: a bad spec or arguments, no (running) rollout for the service, or a verb the
+    approval gate that waits refuses (`approve` by a non-approver, `resume`, `promote` by a non-approver)."""
     ABORTED = 3
     """An operator aborted the rollout (also with `abort --force`), or it was cancelled through Temporal."""
     CONFLICT = 4
@@ -48,7 +50,7 @@ def exit_code_for(phase: Phase) -> ExitCode:
 
 def exit_code_for_error(err: SluiceError) -> ExitCode:
     """The exit code for an error of `sluice.runtime.client`; unlisted ones (Temporal, no worker) are 5."""
-    if isinstance(err, InvalidSpec | RolloutNotFound | RolloutNotRunning | ApprovalRefused):
+    if isinstance(err, InvalidSpec | RolloutNotFound | RolloutNotRunning | ApprovalRefused | RefusedAtGate):
         return ExitCode.INVALID
     if isinstance(err, AnotherRolloutRunning | PromotedWithAnotherSpec | TrafficTargetBusy):
         return ExitCode.CONFLICT

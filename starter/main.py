@@ -55,9 +55,19 @@ from sluice.runtime.codec import KEY_ENV
 SIGNALS = {
     "pause": "freeze progress at the current weight (analysis keeps running)",
     "resume": "continue after a pause or a `pause: {}` step",
-    "promote": "skip the remaining steps and send 100% to the new version",
+    "promote": "skip the remaining steps and send 100% to the new version (say --full; at an "
+    "approval gate only its approvers may, and --by is self-declared: see docs/operations.md, "
+    "Who may steer a rollout)",
     "abort": "roll back to 100% stable now",
 }
+
+
+PROMOTE_DEPRECATION = (
+    "sluice promote: deprecated without --full. It still skips every remaining step to 100% in "
+    "this release; in the next, plain `promote` will mean what it means in Argo Rollouts, the next "
+    "step only. Write `sluice promote --full` to keep skipping to 100% (`resume` passes a `pause: {}` step)."
+)
+"""Printed on stderr by `promote` without `--full`; a script keeps working and its log says why to change."""
 
 
 @functools.cache
@@ -175,7 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, f"{text}; send the `{name}` signal to a running rollout")
         p.add_argument("service", type=_service)
         p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's status)")
-        p.add_argument("--by", default=None, help="who (default $SLUICE_USER, $USER or cli)")
+        p.add_argument(
+            "--by",
+            default=None,
+            help="who (default $SLUICE_USER, $USER or cli); recorded as given, not verified",
+        )
+        if name == "promote":
+            p.add_argument(
+                "--full",
+                action="store_true",
+                help="skip every remaining step to 100%% (what `promote` does today; without --full "
+                "it prints a deprecation: in Argo Rollouts plain `promote` means the next step only)",
+            )
         if name == "abort":
             p.add_argument(
                 "--force",
@@ -188,10 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "approve",
-        "pass the approval gate a rollout waits at; refused unless --by is one of the gate's approvers",
+        "pass the approval gate a rollout waits at; refused unless --by names one of the gate's "
+        "approvers. --by alone is self-declared, NOT verified: anyone who may signal the workflow in "
+        "Temporal can type any name; --sign-with KEY makes it a verified approval "
+        "(see docs/operations.md, Who may steer a rollout)",
     )
     p.add_argument("service", type=_service)
-    p.add_argument("--by", required=True, help="who approves (checked against the gate's approvers)")
+    p.add_argument(
+        "--by",
+        required=True,
+        help="who approves: compared with the gate's approvers; recorded as unverified unless signed",
+    )
+    p.add_argument(
+        "--sign-with",
+        metavar="KEY",
+        default=None,
+        help="sign the approval with this SSH private key (ssh-keygen -Y sign): the worker verifies it "
+        "against its SLUICE_ALLOWED_SIGNERS for --by, and records it as verified; required by gates "
+        "with require_verified: true. Only the signature is sent",
+    )
     p.add_argument("--reason", "-r", required=True, help="why (recorded in the rollout's history and status)")
 
     p = add(
@@ -379,6 +415,8 @@ async def cmd_signal(args: argparse.Namespace, console: Console) -> ExitCode:
     if getattr(args, "force", False):
         forced = await client.force_abort(args.service, args.by or default_user(), reason)
         return rollouts.say_forced(forced, console)
+    if args.command == "promote" and not args.full:
+        console.warn(PROMOTE_DEPRECATION)
     sent = await client.signal(args.service, args.command, args.by or default_user(), reason)
     return rollouts.say_signalled(sent, args.service, console)
 
@@ -390,7 +428,8 @@ async def cmd_approve(args: argparse.Namespace, console: Console) -> ExitCode:
             "--by and --reason must not be empty; both are recorded with the approval.", ExitCode.INVALID
         )
     client = await connect()
-    return rollouts.say_approved(await client.approve(args.service, by, reason), console)
+    approved = await client.approve(args.service, by, reason, sign_with=args.sign_with)
+    return rollouts.say_approved(approved, console)
 
 
 ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, ExitCode]]] = {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sluice.contracts.durations import format_duration
 from sluice.contracts.plan import Plan, how, versions, where
 from sluice.contracts.spec import AnySpec, RingRolloutSpec
-from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights
+from sluice.contracts.status import MetricVerdict, RolloutStatus, Weights, approve_hint
 from sluice.contracts.text import utc_time as when
 
 
@@ -93,9 +93,9 @@ def render_plan(plan: Plan) -> list[str]:
         lines += _ring_lines(spec)
     rows = []
     for e in plan.entries:
-        note = "waits for an operator" if e.waits_for_operator else ""
+        note = "waits for `resume` (or `promote --full`)" if e.kind == "wait" else ""
         if e.kind == "approval":
-            note = f"`sluice approve {spec.service} --by NAME --reason R`"
+            note = f"waits for {approve_hint(spec.service)}; `resume` does not pass it"
         if e.kind == "watch":
             note = "analysis continues at 100%; a failure rolls back to stable"
         if e.added:
@@ -104,11 +104,18 @@ def render_plan(plan: Plan) -> list[str]:
     lines += table(["#", "step", "canary after", "elapsed (shortest)", ""], rows, indent="  ")
     lines.append("")
     total = f"Shortest total: {format_duration(plan.shortest_total)}"
-    if plan.operator_waits:
-        at = ", ".join(str(i + 1) for i in plan.operator_waits)
+    waits = [e.index + 1 for e in plan.entries if e.kind == "wait"]
+    gates = [e.index + 1 for e in plan.entries if e.kind == "approval"]
+    if waits:
         total += (
-            f", plus however long an operator takes at step {at} "
-            f"(`sluice resume {spec.service}` or `sluice promote {spec.service}`)"
+            f", plus however long an operator takes at step {', '.join(map(str, waits))} "
+            f"(`sluice resume {spec.service}`, or `sluice promote {spec.service} --full` to skip to 100%)"
+        )
+    if gates:
+        total += (
+            f", plus however long approvers take at step {', '.join(map(str, gates))} "
+            f"({approve_hint(spec.service)}; `resume` does not pass a gate, and `promote` skips it "
+            "only for one of its approvers)"
         )
     lines.append(total + ".")
     if spec.analysis is None:
@@ -219,7 +226,7 @@ def render_status(
     if s.actions:
         lines += ["", "  operator actions:"]
         rows = [
-            [when(x.at), x.action, x.by or "-", f"step {x.step_index + 1}", x.reason or "-"]
+            [when(x.at), x.action, x.who() or "-", f"step {x.step_index + 1}", x.reason or "-"]
             for x in s.actions
         ]
         lines += table(["at", "action", "by", "during", "reason"], rows, indent="    ")
@@ -272,7 +279,7 @@ class Progress:
         prev = self._last
         self._last = s
         out = [
-            f"{x.action} by {x.by or '-'}: {x.reason or '-'}"
+            f"{x.action} by {x.who() or '-'}: {x.reason or '-'}"
             for x in s.actions[len(prev.actions) if prev else 0 :]
         ]
         before = {v.metric: v for v in prev.verdicts} if prev else {}

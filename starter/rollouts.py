@@ -268,8 +268,9 @@ def say_signalled(sent: SignalResult, service: str, console: Console) -> ExitCod
 
 def say_approved(approved: ApprovalResult, console: Console) -> ExitCode:
     operator = approved.operator
+    who = f"{operator.by}, signature verified" if operator.signature else f"{operator.by}, unverified"
     console.say(
-        f"approved {approved.workflow_id} (by {operator.by}: {operator.reason}); "
+        f"approved {approved.workflow_id} (by {who}: {operator.reason}); "
         f"phase now {approved.status.phase.value}"
     )
     if console.json_output:
@@ -277,6 +278,7 @@ def say_approved(approved: ApprovalResult, console: Console) -> ExitCode:
             {
                 "workflow_id": approved.workflow_id,
                 "by": operator.by,
+                "verified": bool(operator.signature),
                 "reason": operator.reason,
                 "status": approved.status,
             }

@@ -146,6 +146,13 @@ class AnalysisRun:
         self._state.analysis_running = self.active
         await self.stop()
 
+    def take_back(self) -> None:
+        """Tick on after a `hand_over` whose continue-as-new did not happen (an operator's approve
+        or promote landed meanwhile), with the spec it ticked with; a no-op if it was not ticking."""
+        if self._state.analysis_running and self._spec is not None and self._task is None:
+            self._stopping = False
+            self.start(self._spec)
+
     async def restart(self) -> None:
         """Stop and forget every verdict and the evidence (blue/green: the preview is over)."""
         await self.stop()

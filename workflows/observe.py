@@ -2,11 +2,13 @@
 
 Workflow code, deterministic: the rollout calls `RolloutObserver.changed` each time it
 publishes its status. A phase change (including the start), an analysis tick with a
-failing verdict and a new drift of the router's split each become a `notify` activity per
-target, run as a background task so the rollout never waits for a webhook, and never fails
-because of one. Metrics go through `workflow.metric_meter()`, which Temporal skips during
-replay, so they count each event once and appear on the worker's Prometheus endpoint next to
-the Temporal runtime's own.
+failing verdict, a new drift of the router's split, and each gate decision (an approval,
+a refused approve/promote/resume, a gate timeout, a promote past a gate:
+`OperatorAction.decides_a_gate`) each become a `notify` activity per target, run as a
+background task so the rollout never waits for a webhook, and never fails because of one.
+Metrics go through `workflow.metric_meter()`, which Temporal skips during replay, so they
+count each event once and appear on the worker's Prometheus endpoint next to the Temporal
+runtime's own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ with workflow.unsafe.imports_passed_through():
     from sluice.contracts import errors
     from sluice.contracts.notify import EventKind, NotifyInput, NotifyTarget, RolloutEvent
     from sluice.contracts.spec import RingRolloutSpec, RolloutSpec
-    from sluice.contracts.status import Drift, MetricVerdict, Phase, RolloutStatus, Verdict
+    from sluice.contracts.status import (
+        Drift,
+        MetricVerdict,
+        OperatorAction,
+        Phase,
+        RolloutStatus,
+        Verdict,
+    )
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -60,6 +69,7 @@ class RolloutObserver:
         self._last_phase: Phase | None = carried.phase if carried is not None else None
         self._last_tick = carried.analysis.ticks if carried is not None else 0
         self._last_drift = carried.drift.since if carried is not None and carried.drift else None
+        self._last_action = len(carried.actions) if carried is not None else 0
         self._sequence = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._meters: tuple[MetricCounter, MetricCounter, MetricCounter, MetricHistogramFloat] | None = None
@@ -81,6 +91,13 @@ class RolloutObserver:
         if status.drift is not None and status.drift.since != self._last_drift:
             self._last_drift = status.drift.since
             self._send("traffic_drifted", status, None, [], status.drift)
+        if len(status.actions) > self._last_action:
+            new, self._last_action = status.actions[self._last_action :], len(status.actions)
+            decisions = [a for a in new if a.decides_a_gate]
+            # Runs from before gate decisions were announced sent no such notifications.
+            if decisions and self._spec.notify and workflow.patched("webhooks-for-gate-decisions"):
+                for action in decisions:
+                    self._send("gate_decision", status, None, [], action=action)
 
     async def drain(self) -> None:
         """Give notifications in flight up to `DRAIN_TIMEOUT` before the run ends."""
@@ -136,6 +153,7 @@ class RolloutObserver:
         previous: Phase | None,
         failed: list[MetricVerdict],
         drift: Drift | None = None,
+        action: OperatorAction | None = None,
     ) -> None:
         if not self._spec.notify:
             return
@@ -158,6 +176,7 @@ class RolloutObserver:
             at=workflow.now(),
             ring=self._ring,
             drift=drift,
+            action=action,
         )
         for target in self._spec.notify:
             task = asyncio.create_task(self._deliver(target, event))

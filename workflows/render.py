@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.contracts.status import RolloutStatus, Verdict
+from sluice.contracts.status import RolloutStatus, Verdict, approve_hint
 from sluice.contracts.text import markdown_cell as _cell
 
 _ICON = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.INCONCLUSIVE: "⚪ inconclusive"}
@@ -33,8 +33,7 @@ def current_details(status: RolloutStatus) -> str:
         g = status.approval
         who = ", ".join(g.approvers) if g.approvers else "anyone"
         until = f" until {g.deadline:%Y-%m-%d %H:%M:%S} UTC, then {g.on_timeout}" if g.deadline else ""
-        how = f"`sluice approve {status.service} --by NAME --reason R`"
-        lines.append(f"- **waiting for approval** by {who}{until}: {how}")
+        lines.append(f"- **waiting for approval** by {who}{until}: {approve_hint(status.service)}")
     if status.keep_stable_until is not None:
         keep = f"{status.keep_stable_until:%Y-%m-%d %H:%M:%S} UTC"
         lines.append(f"- keep {status.stable_version or 'stable'} deployed until {keep}")
@@ -56,9 +55,17 @@ def current_details(status: RolloutStatus) -> str:
             lines.append(
                 f"| {v.metric} | {_ICON[v.verdict]} | {value} | {_cell(v.bound)} | {_cell(v.detail)} |"
             )
+    decisions = [a for a in status.actions if a.decides_a_gate]
+    if decisions:
+        # Every approval, refusal and gate timeout (the audit trail), newest last; `by` is
+        # self-declared unless verified, and says so.
+        lines += ["", "| gate decision | by | at (UTC) | step | why |", "|---|---|---|---|---|"]
+        for d in decisions[-20:]:
+            at = f"{d.at:%Y-%m-%d %H:%M:%S}"
+            lines.append(f"| {d.action} | {_cell(d.who())} | {at} | {d.step_index + 1} | {_cell(d.reason)} |")
     if status.actions:
         last = status.actions[-1]
-        lines += ["", f"last action: **{last.action}** by {last.by}: {_cell(last.reason)}"]
+        lines += ["", f"last action: **{last.action}** by {_cell(last.who())}: {_cell(last.reason)}"]
     return "\n".join(lines)
 
 

@@ -309,14 +309,16 @@ class RingRolloutWorkflow(RolloutBase):
         self._publish()
 
     async def _forward(self, signal: str, action: OperatorActionKind, inp: OperatorInput) -> None:
+        # At the gate between rings no ring runs: `resume` and `promote` are refused with the hint.
+        if action != "pause" and self._refused_at_gate(action, inp, promote_passes=False):
+            return
         if self._child is not None and self._accepts(action, inp):
             await self._child.signal(signal, inp)
 
     @workflow.update(name=names.UPDATE_APPROVE)
-    def approve(self, inp: OperatorInput) -> RolloutStatus:
+    async def approve(self, inp: OperatorInput) -> RolloutStatus:
         """Pass the gate between two rings; the validator rejects anyone not listed."""
-        self._grant(inp)
-        return self._status
+        return await self._approve(inp)
 
     @workflow.signal(name=names.SIGNAL_APPROVE)
     async def approve_signal(self, inp: OperatorInput) -> None:

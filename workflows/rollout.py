@@ -169,7 +169,9 @@ class RolloutWorkflow(RolloutBase):
 
     @workflow.signal(name=names.SIGNAL_RESUME)
     def resume(self, inp: OperatorInput) -> None:
-        """Continue after `pause`, or past a `pause: {}` step."""
+        """Continue after `pause`, or past a `pause: {}` step; never past an approval gate (refused)."""
+        if self._refused_at_gate("resume", inp):
+            return
         if self._accepts("resume", inp):
             self._state.operator_paused = False
             if self._waiting_at_step is not None:
@@ -178,7 +180,10 @@ class RolloutWorkflow(RolloutBase):
 
     @workflow.signal(name=names.SIGNAL_PROMOTE)
     def promote(self, inp: OperatorInput) -> None:
-        """Skip the remaining steps and send 100% to the new version."""
+        """Skip the remaining steps and send 100% to the new version; at an approval gate only
+        for one of its approvers (anyone else's is refused and recorded)."""
+        if self._refused_at_gate("promote", inp):
+            return
         if self._accepts("promote", inp):
             self._promote_requested = True
             self._state.operator_paused = False
@@ -193,10 +198,10 @@ class RolloutWorkflow(RolloutBase):
             self._publish()
 
     @workflow.update(name=names.UPDATE_APPROVE)
-    def approve(self, inp: OperatorInput) -> RolloutStatus:
-        """Pass the approval gate the rollout waits at; the validator rejects anyone not listed."""
-        self._grant(inp)
-        return self._status
+    async def approve(self, inp: OperatorInput) -> RolloutStatus:
+        """Pass the approval gate the rollout waits at; the validator rejects anyone not listed
+        (and an unsigned approval at a gate that requires a signed one)."""
+        return await self._approve(inp)
 
     @approve.validator
     def _check_approval(self, inp: OperatorInput) -> None:
@@ -452,13 +457,27 @@ class RolloutWorkflow(RolloutBase):
         """Carry the whole state into a fresh run, at a wait, never mid-change.
 
         `step_started` and `bake_left` say where the wait at step `index` stands. Returns
-        (without continuing) if an abort, a failing analysis or a promote arrived meanwhile;
-        the caller then handles it. Never runs the compensation.
+        (without continuing) if an abort, a failing analysis, a promote or the approval of the
+        gate it waits at arrived meanwhile; the caller then handles it, with the analysis ticking
+        again unless the rollout is stopping. Never runs the compensation.
         """
         await self._analysis.hand_over()
         await self._stop_watch()
         await self._observer.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        approved_here = self._gate is not None and self._approved
+        if (
+            self._stop is None
+            and (approved_here or self._promote_requested)
+            and workflow.patched("handover-keeps-late-steering")
+        ):
+            # An approve or a promote that landed during the handover is this run's to act on.
+            # Runs from before this fix carried an approved gate into the next run, which waited
+            # at it again, and left the analysis the handover stopped never ticking again.
+            self._analysis.take_back()
+            if workflow.patched("waits-read-the-router"):
+                self._watch = asyncio.create_task(self._watch_traffic())  # the handover stopped it
+            return
         if self._interrupted():
             return
         self._status.step_index = index

@@ -22,9 +22,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from sluice.activities.approvals import verify_approval
     from sluice.activities.rollout import rollback_traffic
     from sluice.contracts import errors
     from sluice.contracts import search_attributes as sa
+    from sluice.contracts.approvals import statement_problem
     from sluice.contracts.calls import (
         CarriedState,
         OperatorInput,
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RollbackInput,
         RolloutInput,
         TrafficState,
+        VerifyApprovalInput,
     )
     from sluice.contracts.durations import format_duration
     from sluice.contracts.spec import ApprovalSpec, RouterSpec
@@ -43,10 +46,18 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         RingStatus,
         RolloutStatus,
+        refusal_at_gate,
     )
     from sluice.contracts.text import cap
     from sluice.workflows.observe import RolloutObserver
     from sluice.workflows.render import current_details
+
+GATES_HOLD = "gates-hold-for-every-verb"
+"""Patch: at a waiting gate `resume` and a non-approver's `promote` are refused and recorded.
+Runs from before it took a `resume` there as done, and let anyone's `promote` skip the gate."""
+
+VERIFY_TIMEOUT = timedelta(seconds=15)
+"""One `ssh-keygen -Y verify` of a signed approval: well under a second when the worker is well."""
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 """Preflight: reads only, and nothing waits on it but the start."""
@@ -169,6 +180,7 @@ class RolloutBase:
                 since=now,
                 deadline=now + timeout if timeout is not None else None,
                 on_timeout=gate.on_timeout,
+                require_verified=gate.require_verified,
             )
         self._gate, self._approved = gate, False
         self._status.message = message
@@ -279,7 +291,10 @@ class RolloutBase:
             limit is not None and info.get_current_history_length() >= limit
         )
 
-    def _record_action(self, action: OperatorActionKind, reason: str, by: str) -> None:
+    def _record_action(
+        self, action: OperatorActionKind, reason: str, by: str, verified: bool = False
+    ) -> None:
+        approval = self._status.approval
         self._status.actions.append(
             OperatorAction(
                 action=action,
@@ -287,19 +302,76 @@ class RolloutBase:
                 by=by or "unknown",
                 at=workflow.now(),
                 step_index=self._status.step_index,
+                gate=approval.step if approval is not None else None,
+                verified=verified,
             )
         )
 
-    def _grant(self, inp: OperatorInput) -> None:
+    def _refused_at_gate(
+        self, verb: OperatorActionKind, inp: OperatorInput, promote_passes: bool = True
+    ) -> bool:
+        """True, with a `<verb>_refused` action recorded, if `verb` would go past the waiting gate
+        and may not (see `refusal_at_gate`); a signal cannot be refused to its sender."""
+        approval = self._status.approval
+        if self._gate is None or approval is None or self._status.phase.is_final:
+            return False
+        why = refusal_at_gate(approval, self._status.service, verb, inp.by, promote_passes)
+        if why is None or not workflow.patched(GATES_HOLD):
+            return False
+        refused: OperatorActionKind = "promote_refused" if verb == "promote" else "resume_refused"
+        self._record_action(refused, f"{why} (their reason: {inp.reason or 'none given'})", inp.by)
+        self._publish()
+        return True
+
+    def _grant(self, inp: OperatorInput, verified: bool = False) -> None:
         """Pass the gate that waits, on behalf of `inp.by` (already checked)."""
-        self._record_action("approve", inp.reason, inp.by)
+        self._record_action("approve", inp.reason, inp.by, verified)
         self._approved = True
         self._publish()
+
+    async def _approve(self, inp: OperatorInput) -> RolloutStatus:
+        """The approve update's handler (after `check_approval`): a plain approval passes at
+        once; a signed one only once its statement matches this gate and its signature verifies
+        against the worker's allowed signers (else refused, recorded, and the update fails)."""
+        if not (inp.signature or inp.statement):
+            self._grant(inp)
+            return self._status
+        approval = self._status.approval
+        assert approval is not None  # the validator let it through: a gate waits
+        info = workflow.info()
+        problem = statement_problem(
+            inp.statement,
+            info.workflow_id,
+            info.run_id,
+            approval.step,
+            approval.since,
+            inp.by,
+            workflow.now(),
+        )
+        if problem is None:
+            checked = await workflow.execute_activity(
+                verify_approval,
+                VerifyApprovalInput(statement=inp.statement, signature=inp.signature, principal=inp.by),
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"verify {inp.by}'s signed approval"[:200],
+            )
+            problem = None if checked.verified else checked.reason
+        if problem is None and self._status.approval is not approval:
+            problem = "the gate stopped waiting while the signature was checked"
+        if problem is not None:
+            self._record_action(
+                "approve_refused", f"{problem} (their reason: {inp.reason or 'none given'})", inp.by
+            )
+            self._publish()
+            raise ApplicationError(problem, type=errors.APPROVAL_NOT_VERIFIED, non_retryable=True)
+        self._grant(inp, verified=True)
+        return self._status
 
     def _approve_by_signal(self, inp: OperatorInput) -> None:
         """The `approve` signal: the update's checks, but a refusal is recorded, not raised."""
         try:
-            check_approval(self._gate, self._status, inp)
+            check_approval(self._gate, self._status, inp, by_signal=True)
         except ApplicationError as refused:
             reason = f"{refused.message} (their reason: {inp.reason or 'none given'})"
             self._record_action("approve_refused", reason, inp.by)
@@ -308,8 +380,12 @@ class RolloutBase:
         self._grant(inp)
 
 
-def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput) -> None:
-    """The approve update's validator: reject (no history) unless a gate waits and `by` may approve."""
+def check_approval(
+    gate: ApprovalSpec | None, status: RolloutStatus, inp: OperatorInput, by_signal: bool = False
+) -> None:
+    """The approve update's validator: reject (no history) unless a gate waits and `by` may
+    approve; at a gate that requires a signed approval, unless it is signed (and an update:
+    a signal's handler cannot run the verification)."""
     if gate is None or status.phase.is_final or status.rollback is not None:
         raise ApplicationError(
             f"{status.service} is not waiting for an approval "
@@ -323,6 +399,13 @@ def check_approval(gate: ApprovalSpec | None, status: RolloutStatus, inp: Operat
         raise ApplicationError(
             f"{inp.by!r} may not approve this gate; approvers: {', '.join(gate.approvers)}",
             type=errors.NOT_AN_APPROVER,
+            non_retryable=True,
+        )
+    if gate.require_verified and (by_signal or not inp.signature):
+        raise ApplicationError(
+            "this gate requires a signed approval: `sluice approve "
+            f"{status.service} --by NAME --reason R --sign-with KEY` (an unsigned `by` is not enough)",
+            type=errors.APPROVAL_NOT_VERIFIED,
             non_retryable=True,
         )
 

@@ -242,8 +242,23 @@ class _RolloutShape(SpecModel):
                 if metric.get(key) == default:
                     metric.pop(key, None)
         _drop_new_analysis_defaults(data)
+        _drop_unsigned_gate_default(data)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _drop_unsigned_gate_default(node: object) -> None:
+    """Every approval gate's `require_verified: false` (added later) leaves the digest as it was,
+    wherever the gate is (a step, a ring, a blue/green preview step)."""
+    if isinstance(node, dict):
+        gate = node.get("approval")
+        if isinstance(gate, dict) and gate.get("require_verified") is False:
+            gate.pop("require_verified")
+        for value in node.values():
+            _drop_unsigned_gate_default(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_unsigned_gate_default(value)
 
 
 class RolloutSpec(_RolloutShape):

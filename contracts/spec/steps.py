@@ -48,6 +48,9 @@ class ApprovalSpec(SpecModel):
     """How long to wait; without it the gate waits until someone approves or aborts."""
     on_timeout: Literal["rollback", "continue"] = "rollback"
     """At the timeout: roll back (100% stable) or continue with the next step."""
+    require_verified: bool = False
+    """Only an approval signed with an approver's SSH key (`sluice approve --sign-with KEY`),
+    verified against the worker's `SLUICE_ALLOWED_SIGNERS`, passes; a plain `--by` is refused."""
 
     @field_validator("timeout")
     @classmethod
@@ -60,7 +63,8 @@ class ApprovalSpec(SpecModel):
         """`approval by alice or bob (4h, then rollback)`."""
         who = " or ".join(self.approvers) if self.approvers else "anyone"
         limit = f" ({format_duration(self.timeout)}, then {self.on_timeout})" if self.timeout else ""
-        return f"approval by {who}{limit}"
+        signed = ", signed" if self.require_verified else ""
+        return f"approval by {who}{signed}{limit}"
 
 
 _STEP_KINDS = ("set_weight", "pause", "approval")

@@ -190,9 +190,22 @@ def test_plan_example_timeline() -> None:
     out = result.stdout
     assert "shift to 10%" in out
     assert "wait for resume or promote" in out
-    assert "waits for an operator" in out
+    assert "waits for `resume` (or `promote --full`)" in out
     assert "Shortest total: 1m30s" in out
     assert "Analysis every 5s" in out
+
+
+def test_plan_says_a_gate_needs_approve_not_resume(tmp_path: Path) -> None:
+    spec = tmp_path / "gated.yaml"
+    spec.write_text(
+        EXAMPLE.read_text().replace("- pause: {}", "- approval: {approvers: [alice], timeout: 4h}")
+    )
+    result = sluice("plan", "-f", str(spec))
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "waits for `sluice approve checkout --by NAME --reason R`; `resume` does not pass it" in out
+    assert "plus however long approvers take at step 5" in out
+    assert "`sluice resume checkout`" not in out
 
 
 def test_plan_example_json() -> None:

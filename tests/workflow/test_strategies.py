@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sluice.activities.approvals import ALLOWED_SIGNERS_ENV, verify_approval
 from sluice.activities.notify import headline
+from sluice.cli.exits import ExitCode, exit_code_for_error
 from sluice.contracts import errors
+from sluice.contracts.approvals import SIGNATURE_NAMESPACE
 from sluice.contracts.calls import (
     AnalyzeInput,
     AnalyzeResult,
@@ -31,15 +36,25 @@ from sluice.contracts.calls import (
     ReadTrafficInput,
     RingRolloutInput,
     RollbackInput,
+    RolloutInput,
     SetTrafficInput,
     TrafficState,
 )
 from sluice.contracts.notify import NotifyInput
 from sluice.contracts.spec import RingRolloutSpec, parse_any_spec
 from sluice.contracts.status import MetricVerdict, Phase, RolloutStatus, Verdict
+from sluice.runtime.client import ApprovalRefused, RefusedAtGate, SluiceClient
 from sluice.workflows.rings import RingRolloutWorkflow
 from sluice.workflows.rollout import RolloutWorkflow
-from tests.workflow.test_rollout_workflow import CANARY, METRICS, ROUTER, FakeRouter, make_spec, running
+from tests.workflow.test_rollout_workflow import (
+    CANARY,
+    METRICS,
+    ROUTER,
+    FakeRouter,
+    _maybe_record,
+    make_spec,
+    running,
+)
 
 
 async def until(
@@ -318,6 +333,212 @@ async def test_continue_as_new_at_a_gate_keeps_its_deadline(env: WorkflowEnviron
     assert first.approval is not None and later.approval is not None
     assert later.approval.deadline == first.approval.deadline
     assert result.phase is Phase.PROMOTED and router.rollbacks() == 0 and router.weights_set() == [10, 100]
+
+
+# --- gates hold for every verb --------------------------------------------------------------------
+
+GATED = [{"set_weight": 10}, GATE, {"set_weight": 50}, {"pause": "30s"}, {"set_weight": 100}]
+
+
+async def test_promote_at_a_gate_is_refused_to_a_non_approver_and_accepted_from_an_approver(
+    env: WorkflowEnvironment,
+) -> None:
+    router = FakeRouter()
+    async with running(env, spec_with(steps=GATED), router) as handle:
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("promote", op("ship it", "mallory"))
+        refused = await until(handle, lambda s: bool(s.actions))
+        assert refused.phase is Phase.AWAITING_APPROVAL and router.weights_set() == [10]
+        await handle.signal("promote", op("hotfix, approved in the incident channel", "bob"))
+        result = await handle.result()
+    first = refused.actions[0]
+    assert (first.action, first.by, first.verified) == ("promote_refused", "mallory", False)
+    assert "'mallory' may not skip it with `promote`" in first.reason and "alice, bob" in first.reason
+    assert "sluice approve checkout" in first.reason and "their reason: ship it" in first.reason
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert [(a.action, a.by) for a in result.actions] == [("promote_refused", "mallory"), ("promote", "bob")]
+    # The promote that skipped the gate is part of the gate's audit trail, like an approval.
+    assert all(a.decides_a_gate and a.gate is not None for a in result.actions)
+
+
+async def test_resume_at_a_gate_is_refused_with_the_hint_to_approve(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=[{"set_weight": 10}, GATE, {"set_weight": 100}])
+    async with running(env, spec, router) as handle:
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("resume", op("go on", "alice"))  # even an approver: resume is not approve
+        refused = await until(handle, lambda s: bool(s.actions))
+        assert refused.phase is Phase.AWAITING_APPROVAL and router.weights_set() == [10]
+        await handle.execute_update("approve", op("dashboards green", "alice"), result_type=RolloutStatus)
+        result = await handle.result()
+    action = refused.actions[0]
+    assert action.action == "resume_refused" and action.by == "alice"
+    assert "`resume` does not give" in action.reason and "sluice approve checkout --by NAME" in action.reason
+    assert result.phase is Phase.PROMOTED
+    assert [a.action for a in result.actions] == ["resume_refused", "approve"]
+
+
+async def test_abort_by_anyone_at_a_gate_rolls_back(env: WorkflowEnvironment) -> None:
+    router = FakeRouter()
+    async with running(env, spec_with(steps=GATED), router) as handle:
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("abort", op("pager went off", "mallory"))  # stopping needs no approver
+        result = await handle.result()
+    assert result.phase is Phase.ABORTED and "aborted by mallory" in result.message
+    assert router.rollbacks() == 1 and router.canary == 0 and router.weights_set() == [10]
+
+
+async def test_promote_at_the_gate_between_rings_is_refused_with_the_hint(env: WorkflowEnvironment) -> None:
+    rings = Rings("a", "b")
+    gate = {"approval": {"approvers": ["alice"]}}
+    async with ring_rollout(env, ring_spec("a", "b", ring_extra=[gate]), rings) as handle:
+        await env.sleep(40)
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        await handle.signal("promote", op("skip ahead", "alice"))
+        refused = await until(handle, lambda s: bool(s.actions))
+        assert refused.phase is Phase.AWAITING_APPROVAL and rings.routers["b"].calls == []
+        await handle.execute_update("approve", op("ring a is fine", "alice"), result_type=RolloutStatus)
+        result = await handle.result()
+    assert refused.actions[0].action == "promote_refused" and "sluice approve" in refused.actions[0].reason
+    assert result.phase is Phase.PROMOTED and rings.routers["b"].canary == 100
+
+
+async def test_the_cli_refuses_resume_and_a_strangers_promote_at_a_gate_before_sending(
+    env: WorkflowEnvironment,
+) -> None:
+    router = FakeRouter()
+    spec = spec_with(steps=GATED, service="gated-cli")
+    queue = f"tq-{uuid.uuid4()}"
+    client = SluiceClient(env.client, "time-skipping")
+    async with Worker(
+        env.client, task_queue=queue, workflows=[RolloutWorkflow], activities=router.activities()
+    ):
+        handle = await env.client.start_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(spec=spec, spec_digest=spec.digest()),
+            id=f"rollout-gated-cli-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+            result_type=RolloutStatus,
+        )
+        service = handle.id.removeprefix("rollout-")
+        await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        with pytest.raises(RefusedAtGate) as resume:
+            await client.signal(service, "resume", "alice", "go on")
+        with pytest.raises(RefusedAtGate) as promote:
+            await client.signal(service, "promote", "mallory", "ship it")
+        untouched = await handle.query("status", result_type=RolloutStatus)
+        sent = await client.signal(service, "promote", "bob", "approved in the incident channel")
+        result = await handle.result()
+    assert not resume.value.sent and "sluice approve" in resume.value.reason
+    assert not promote.value.sent and "'mallory' may not skip it" in promote.value.reason
+    assert exit_code_for_error(promote.value) is ExitCode.INVALID
+    assert untouched.actions == []  # nothing was sent, so nothing was recorded
+    assert sent.operator.by == "bob" and result.phase is Phase.PROMOTED
+
+
+def _ed25519_keys(where: Path, *names: str) -> None:
+    for name in names:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / name)], check=True)
+
+
+async def test_a_gate_that_requires_a_signed_approval_takes_only_a_verified_one(
+    env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await asyncio.to_thread(_ed25519_keys, tmp_path, "alice", "mallory")
+    kind, key = (tmp_path / "alice.pub").read_text().split()[:2]
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'alice namespaces="{SIGNATURE_NAMESPACE}" {kind} {key}\n')
+    monkeypatch.setenv(ALLOWED_SIGNERS_ENV, str(allowed))  # the worker's configuration
+    router = FakeRouter()
+    gate = {"approval": {"approvers": ["alice"], "require_verified": True, "timeout": "4h"}}
+    spec = spec_with(steps=[{"set_weight": 10}, gate, {"set_weight": 100}])
+    queue = f"tq-{uuid.uuid4()}"
+    client = SluiceClient(env.client, "time-skipping")
+    activities = [*router.activities(), verify_approval]
+    async with Worker(env.client, task_queue=queue, workflows=[RolloutWorkflow], activities=activities):
+        handle = await env.client.start_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(spec=spec, spec_digest=spec.digest()),
+            # Named after the test: the signed statement names the workflow id, and replay
+            # (which names the workflow after the history's file) needs the same id.
+            id=f"rollout-{os.environ['PYTEST_CURRENT_TEST'].split('::')[-1].split(' ')[0]}",
+            task_queue=queue,
+            result_type=RolloutStatus,
+        )
+        service = handle.id.removeprefix("rollout-")
+        waiting = await until(handle, lambda s: s.phase is Phase.AWAITING_APPROVAL)
+        # The statement expires by the workflow's clock, which the time-skipping server has moved
+        # ahead of this machine's by every earlier test's skipped time: sign for 10 min of it.
+        assert waiting.approval is not None
+        valid_for = waiting.approval.since - datetime.now(UTC) + timedelta(minutes=10)
+        with pytest.raises(ApprovalRefused) as plain:  # a typed --by, even the approver's name
+            await client.approve(service, "alice", "lgtm")
+        with pytest.raises(RefusedAtGate) as promote:
+            await client.signal(service, "promote", "alice", "skip it")
+        with pytest.raises(ApprovalRefused) as forged:  # mallory's key, claiming to be alice
+            await client.approve(
+                service, "alice", "lgtm", sign_with=str(tmp_path / "mallory"), valid_for=valid_for
+            )
+        approved = await client.approve(
+            service, "alice", "dashboards green", sign_with=str(tmp_path / "alice"), valid_for=valid_for
+        )
+        result = await handle.result()
+        await _maybe_record(handle)
+        history = (await handle.fetch_history()).to_json()
+    assert "requires a signed approval" in plain.value.reason
+    assert "requires a signed approval" in promote.value.reason
+    assert "does not verify for 'alice'" in forged.value.reason
+    assert approved.status.actions[-1].verified
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 100]
+    assert [(a.action, a.by, a.verified) for a in result.actions] == [
+        ("approve_refused", "alice", False),
+        ("approve", "alice", True),
+    ]
+    assert result.actions[-1].who() == "alice"
+    assert "PRIVATE KEY" not in history and key not in history  # only signatures, never a key
+
+
+@dataclass
+class NotifyingRouter(FakeRouter):
+    """A FakeRouter whose `notify` holds the `awaiting_approval` webhook until `deliver` is set,
+    which holds a continue-as-new at the gate in its handover (the observer's drain)."""
+
+    gate_notified: asyncio.Event = field(default_factory=asyncio.Event)
+    deliver: asyncio.Event = field(default_factory=asyncio.Event)
+    events: list[NotifyInput] = field(default_factory=list)
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="notify")
+        async def notify(inp: NotifyInput) -> None:
+            self.events.append(inp)
+            if inp.event.kind == "phase_changed" and inp.event.phase == "awaiting_approval":
+                self.gate_notified.set()
+                await asyncio.wait_for(self.deliver.wait(), 60)
+
+        return [*super().activities(), notify]
+
+
+async def test_an_approval_during_the_handover_at_a_gate_passes_it_and_the_analysis_ticks_on(
+    env: WorkflowEnvironment,
+) -> None:
+    router = NotifyingRouter()
+    spec = spec_with(steps=GATED, notify=[{"url": "http://127.0.0.1:9/hook"}])
+    # The history is already past 15 events at the gate: it hands over at once, and the drain
+    # waits for the held `awaiting_approval` webhook while the approval lands.
+    async with running(env, spec, router, continue_as_new_after_events=15) as handle:
+        await asyncio.wait_for(router.gate_notified.wait(), 30)
+        await handle.execute_update("approve", op("dashboards green", "alice"), result_type=RolloutStatus)
+        router.deliver.set()
+        result = await handle.result()
+    approvals = [a for a in result.actions if a.action == "approve"]
+    assert [(a.by, a.step_index) for a in approvals] == [("alice", 1)]
+    # Passed in the run it landed in: the bake after the gate ended on fresh passing ticks.
+    assert result.phase is Phase.PROMOTED and router.weights_set() == [10, 50, 100]
+    ticks_after = [c for c in router.calls if c == ("analyze", 50)]
+    assert ticks_after, router.calls
+    decisions = [e.event for e in router.events if e.event.kind == "gate_decision"]
+    assert decisions and decisions[0].action is not None and decisions[0].action.by == "alice"
+    assert "approve by alice (unverified)" in headline(decisions[0])
 
 
 # --- rings --------------------------------------------------------------------------------------
