@@ -165,6 +165,8 @@ def test_sluice_pause_holds_a_rollout_past_its_bake(stack: Stack, worker: Manage
         "by": "alice",
         "at": None,
         "step_index": 1,
+        "verified": False,  # `--by` is what the sender typed
+        "gate": None,
     }
     assert stack.sluice("resume", stack.service, "--reason", "fine").returncode == 0
     wait_status(stack, lambda s: s["phase"] == "promoted")
